@@ -1,0 +1,128 @@
+"""YAML presets, dotted command-line overrides and validation into :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from semiseg.config.schema import RunConfig
+from semiseg.errors import ConfigError
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``semiseg/configs`` (without ``.yaml``)."""
+    folder = resources.files("semiseg") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
+    """Read a YAML file, or a shipped preset by name (``synthbrain2d_supervised``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        preset = resources.files("semiseg") / "configs" / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"config '{name_or_path}' is neither a YAML file nor a shipped preset; "
+                f"presets: {', '.join(list_presets())}"
+            )
+        text = preset.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config '{name_or_path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config '{name_or_path}' must be a mapping at its top level")
+    return data
+
+
+def _valid_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The valid keys at a dotted path of the schema (for error messages)."""
+    for key in path:
+        field = model.model_fields.get(key)
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return sorted(model.model_fields)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_inheritance(data: dict[str, Any], seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A config may name ``extends: PRESET_OR_FILE``; its values are merged over that base."""
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if parent in seen:
+        raise ConfigError(f"config inheritance loops through '{parent}'")
+    base = resolve_inheritance(read_config_file(parent), seen + (parent,))
+    return _merge(base, data)
+
+
+def validate_config(data: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict; every problem is reported with the valid keys where a key is unknown."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            dotted = ".".join(loc) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                valid = _valid_keys(RunConfig, loc[:-1])
+                close = difflib.get_close_matches(loc[-1], valid, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                lines.append(f"unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}")
+            else:
+                lines.append(f"{dotted}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {l}" for l in lines)) from None
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Preset or YAML file + dotted overrides -> validated :class:`RunConfig`."""
+    data = resolve_inheritance(read_config_file(name_or_path), (str(name_or_path),))
+    apply_overrides(data, list(overrides or []))
+    return validate_config(data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved configuration as YAML (what ``config.yaml`` of a run folder holds)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,207 @@
+"""Typed configuration of a run: one pydantic model per section, unknown keys rejected.
+
+A run is fully described by a :class:`RunConfig`; its resolved form is written to
+``config.yaml`` in the run folder, so ``semiseg resume`` and ``semiseg predict``
+rebuild exactly the same pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class H5LayoutConfig(_Strict):
+    """The h5 layout of the semi-supervised literature (ACDC slices/volumes, left atrium)."""
+
+    data_dir: str = "data"
+    """Folder (relative to the dataset root) that holds the h5 files (ACDC: ``data``)."""
+    train_list: str | None = "train.list"
+    val_list: str | None = "val.list"
+    test_list: str | None = "test.list"
+    slice_pattern: str = "{case}_slice_{index}.h5"
+    """How 2D training slices of a volume are named, when only slices are stored."""
+    subject_regex: str = r"^(patient\d+)"
+    """Groups volumes by subject (patient) so splits never separate a patient's frames."""
+    case_file: str | None = None
+    """Left-atrium variant: each list entry is a folder holding this h5 (e.g. ``mri_norm2.h5``)."""
+
+
+class Folder2DConfig(_Strict):
+    """2D image/mask folders (PNG, TIF, GIF; grey or RGB)."""
+
+    images: str = "images"
+    labels: str | None = "labels"
+    unlabeled: str | None = None
+    fov: str | None = None
+    test_images: str | None = None
+    test_labels: str | None = None
+    test_fov: str | None = None
+    id_regex: str = r"^(.*)$"
+    """Regex applied to file stems; its first group is the case id that pairs image, mask and FOV."""
+    label_values: dict[int, int] | None = None
+    """Map of stored mask values to class indices, e.g. ``{0: 0, 255: 1}``."""
+    label_threshold: int | None = None
+    """Alternative to ``label_values`` for binary masks: value > threshold -> class 1."""
+    grayscale: bool = False
+    """Convert RGB images to one grey channel."""
+
+
+class PreprocessingConfig(_Strict):
+    normalize: Literal["zscore", "minmax", "percentile", "ct", "none"] = "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)
+    nonzero_only: bool = False
+    """Compute z-score statistics inside the non-zero region only (brain MRI)."""
+    target_spacing: list[float] | None = None
+    crop_nonzero: bool = False
+
+
+class AugmentationConfig(_Strict):
+    flip: float = 0.5
+    """Probability of a flip along each spatial axis."""
+    rot90: float = 0.5
+    """Probability of a random 90-degree rotation in the in-plane axes."""
+    affine: float = 0.2
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.25)
+    elastic: float = 0.0
+    elastic_sigma: tuple[float, float] = (9.0, 13.0)
+    elastic_magnitude: tuple[float, float] = (0.0, 900.0)
+    intensity: float = 0.15
+    """Probability of each intensity change (gamma, scale/shift, Gaussian noise)."""
+
+
+class DataConfig(_Strict):
+    layout: Literal["msd", "h5", "folder2d"] = "msd"
+    root: str = "builtin:synthbrain"
+    """Dataset folder, or ``builtin:synthbrain`` for the embedded dataset (generated and cached)."""
+    spatial_dims: Literal[2, 3] = 2
+    """2: the network sees 2D slices of volumes along ``slice_axis``; 3: 3D patches."""
+    slice_axis: int = 0
+    """Axis of the (z, y, x) volume along which 2D models slice (0 = axial for h5/NIfTI)."""
+    num_classes: int | None = None
+    """Including background. Taken from dataset.json for the MSD layout."""
+    class_names: list[str] | None = None
+    in_channels: int | None = None
+    patch_size: list[int] = Field(default_factory=lambda: [128, 128])
+    """2D: every slice is resized to this size; 3D: size of random training patches."""
+    foreground_oversample: float = 0.33
+    """3D: fraction of patches centred on a foreground voxel (nnU-Net's 1/3)."""
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    h5: H5LayoutConfig = Field(default_factory=H5LayoutConfig)
+    folder2d: Folder2DConfig = Field(default_factory=Folder2DConfig)
+    synthbrain: dict[str, Any] = Field(default_factory=dict)
+    """Options of the embedded generator (``n_cases``, ``spacing``, ``seed``)."""
+    cache_in_memory: bool = True
+
+
+class SplitConfig(_Strict):
+    """Splits by subject (patient), never by slice.
+
+    Counts are numbers of subjects; fractions (0 < x < 1) are fractions of the
+    training subjects. Lists given by the layout (h5 list files, an MSD
+    ``imagesTs`` with ``labelsTs``) take precedence for validation and test.
+    """
+
+    seed: int = 0
+    labeled: float = 2
+    """Labeled subjects: a count (>= 1) or a fraction of the training subjects (< 1)."""
+    labeled_selection: Literal["random", "first"] = "random"
+    """``first``: the first subjects in sorted order (the ACDC protocol); ``random``: drawn with ``seed``."""
+    unlabeled: Literal["rest", "none"] = "rest"
+    """``rest``: every training subject that is not labeled; ``none``: no unlabeled data."""
+    val: float = 2
+    test: float = 4
+    all_labeled: bool = False
+    """Upper bound: every training subject is labeled (unlabeled set empty)."""
+
+
+class NetworkConfig(_Strict):
+    name: str = "unet"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodConfig(_Strict):
+    name: str = "supervised"
+    params: dict[str, Any] = Field(default_factory=dict)
+    init_from: str | None = None
+    """Checkpoint whose inference network initialises the method's networks (e.g. ROAM's pre-trained model)."""
+
+
+class OptimConfig(_Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: Literal["poly", "step", "cosine", "constant"] = "poly"
+    poly_power: float = 0.9
+    step_size: int = 2500
+    step_gamma: float = 0.1
+    warmup_iterations: int = 0
+    grad_clip: float | None = None
+
+
+class TrainConfig(_Strict):
+    iterations: int = 1000
+    batch_size: int = 8
+    """Labeled samples per step."""
+    unlabeled_batch_size: int = 0
+    """Unlabeled samples per step (0: the method gets no unlabeled batch)."""
+    val_every: int = 200
+    log_every: int = 20
+    checkpoint_every: int = 200
+    num_workers: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    """Mixed precision, applied on CUDA only (bf16/fp16 autocast is slow on CPU)."""
+    compile: bool = False
+    """torch.compile, applied on CUDA only."""
+    channels_last: bool = True
+    max_bad_steps: int = 10
+    """A non-finite loss skips the step; this many in a row abort the run."""
+    progress: Literal["auto", "on", "off"] = "auto"
+    threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+
+
+class EvalConfig(_Strict):
+    metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd"]] = Field(
+        default_factory=lambda: ["dice", "jaccard", "hd95", "asd"]
+    )
+    sw_overlap: float = 0.5
+    sw_mode: Literal["gaussian", "constant"] = "gaussian"
+    sw_batch_size: int = 4
+    slice_batch_size: int = 16
+    val_metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd"]] = Field(
+        default_factory=lambda: ["dice"]
+    )
+    """Metrics computed at each validation (model selection uses mean Dice)."""
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        if len(self.data.patch_size) != self.data.spatial_dims:
+            raise ValueError(
+                f"data.patch_size {self.data.patch_size} has {len(self.data.patch_size)} entries "
+                f"but data.spatial_dims is {self.data.spatial_dims}"
+            )
+        return self

@@ -1,0 +1,131 @@
+"""The h5 layout of the semi-supervised literature.
+
+ACDC (SSL4MIS): ``data/CASE.h5`` volumes (keys ``image`` (z, y, x), ``label``)
+for validation/test and ``data/CASE_slice_K.h5`` 2D slices for training, with
+``train.list``/``val.list``/``test.list`` naming the cases (a training volume
+is rebuilt by stacking its slices in index order).
+
+Left atrium (UA-MT): each list entry is a folder holding one h5 (``case_file``,
+e.g. ``mri_norm2.h5``). Spacing is not stored in these files: metrics are in
+voxel units unless the config's ``spacing`` says otherwise (the literature
+reports voxel units).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from semiseg.config.schema import H5LayoutConfig
+from semiseg.data.case import Case, CaseRef
+from semiseg.data.layout import Layout, subject_of
+from semiseg.errors import DatasetError
+
+
+def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h:
+            if "image" not in h:
+                raise DatasetError(f"{path}: no 'image' dataset (keys: {', '.join(h.keys())})")
+            image = h["image"][()]
+            label = h["label"][()] if "label" in h else None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read h5 file ({exc})") from None
+    return image, label
+
+
+class H5Layout(Layout):
+    name = "h5"
+
+    def __init__(self, root: Path, cfg: H5LayoutConfig, num_classes: int | None, class_names: list[str] | None) -> None:
+        self.root = Path(root)
+        self.cfg = cfg
+        if num_classes is None:
+            raise DatasetError(f"{self.root}: the h5 layout needs data.num_classes in the config (h5 files do not say)")
+        self.num_classes = num_classes
+        self.class_names = class_names or ["background"] + [f"class{i}" for i in range(1, num_classes)]
+        if len(self.class_names) != num_classes:
+            raise DatasetError(f"data.class_names has {len(self.class_names)} names for {num_classes} classes")
+        self.regions = {}
+        self.in_channels = 1
+        self._problems: list[str] = []
+        self._refs = self._scan()
+
+    def _read_list(self, name: str | None) -> list[str]:
+        if not name:
+            return []
+        path = self.root / name
+        if not path.is_file():
+            self._problems.append(f"{path}: list file is missing")
+            return []
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+    def _slice_files(self, case: str) -> list[Path]:
+        pattern = re.escape(self.cfg.slice_pattern).replace(re.escape("{case}"), re.escape(case)).replace(
+            re.escape("{index}"), r"(\d+)"
+        )
+        rx = re.compile("^" + pattern + "$")
+        found = []
+        for p in (self.root / self.cfg.data_dir).glob(f"{case}*"):
+            m = rx.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return [p for _, p in sorted(found)]
+
+    def _case_files(self, case: str) -> tuple[Path, ...]:
+        if self.cfg.case_file:
+            path = self.root / self.cfg.data_dir / case / self.cfg.case_file
+            return (path,) if path.is_file() else ()
+        volume = self.root / self.cfg.data_dir / f"{case}.h5"
+        if volume.is_file():
+            return (volume,)
+        return tuple(self._slice_files(case))
+
+    def _scan(self) -> list[CaseRef]:
+        refs: list[CaseRef] = []
+        seen: dict[str, str] = {}
+        for pool, name in (("train", self.cfg.train_list), ("val", self.cfg.val_list), ("test", self.cfg.test_list)):
+            for case in self._read_list(name):
+                if case in seen:
+                    self._problems.append(f"case '{case}' is listed in both {seen[case]} and {pool}")
+                    continue
+                seen[case] = pool
+                files = self._case_files(case)
+                if not files:
+                    self._problems.append(
+                        f"{self.root / self.cfg.data_dir}: no h5 file for case '{case}' listed in {name}"
+                    )
+                    continue
+                refs.append(CaseRef(case, subject_of(case, self.cfg.subject_regex), pool, files, files[0]))
+        return refs
+
+    def refs(self) -> list[CaseRef]:
+        return list(self._refs)
+
+    def structure_problems(self) -> list[str]:
+        return list(self._problems)
+
+    def load(self, ref: CaseRef) -> Case:
+        images, labels = [], []
+        for f in ref.image_files:
+            img, lab = read_h5(f)
+            if lab is None:
+                raise DatasetError(f"{f}: no 'label' dataset")
+            if img.shape != lab.shape:
+                raise DatasetError(f"{f}: image shape {img.shape} differs from label shape {lab.shape}")
+            images.append(img if len(ref.image_files) == 1 else img[None])
+            labels.append(lab if len(ref.image_files) == 1 else lab[None])
+        if len(ref.image_files) > 1:
+            shapes = {i.shape for i in images}
+            if len(shapes) > 1:
+                raise DatasetError(f"slices of case '{ref.case_id}' differ in shape: {sorted(shapes)}")
+        image = np.concatenate(images) if len(images) > 1 else images[0]
+        label = np.concatenate(labels) if len(labels) > 1 else labels[0]
+        if image.ndim == 2:
+            image, label = image[None], label[None]
+        meta = {"source": [str(f) for f in ref.image_files], "is_2d": image.shape[0] == 1}
+        return Case(ref.case_id, image[None].astype(np.float32), label, (1.0, 1.0, 1.0), ref.subject, meta)

@@ -1,0 +1,121 @@
+"""Reading and writing images: NIfTI (nibabel), other ITK formats (SimpleITK if installed),
+2D images (PNG/TIF/GIF via Pillow) and h5 arrays. See :mod:`semiseg.data.case` for the axis order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semiseg.errors import DatasetError
+
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+IMAGE2D_ENDINGS = (".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp")
+ITK_ENDINGS = (".mha", ".mhd", ".nrrd")
+
+
+def file_ending(path: Path) -> str:
+    name = path.name.lower()
+    for end in NIFTI_ENDINGS + IMAGE2D_ENDINGS + ITK_ENDINGS + (".h5",):
+        if name.endswith(end):
+            return end
+    return path.suffix.lower()
+
+
+def strip_ending(path: Path) -> str:
+    end = file_ending(path)
+    return path.name[: -len(end)] if end and path.name.lower().endswith(end) else path.stem
+
+
+def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dict[str, Any]]:
+    """Read a 3D/4D medical image -> (array (C, Z, Y, X) or (Z, Y, X), spacing (z, y, x), meta)."""
+    end = file_ending(path)
+    if end in NIFTI_ENDINGS:
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj)
+        except Exception as exc:  # nibabel raises many types for broken files
+            raise DatasetError(f"{path}: cannot read NIfTI file ({exc})") from None
+        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        if data.ndim == 2:
+            data = data[:, :, None]
+            zooms = zooms[:2] + (1.0,)
+        if data.ndim == 3:
+            arr = data.transpose(2, 1, 0)
+        elif data.ndim == 4:
+            arr = data.transpose(3, 2, 1, 0)
+        else:
+            raise DatasetError(f"{path}: expected a 3D or 4D image, got {data.ndim} dimensions")
+        return arr, (zooms[2], zooms[1], zooms[0]), {"affine": img.affine, "header": img.header, "source": str(path)}
+    if end in ITK_ENDINGS:
+        try:
+            import SimpleITK as sitk
+        except ImportError:
+            raise DatasetError(f"{path}: reading {end} files needs SimpleITK (pip install simpleitk)") from None
+        img = sitk.ReadImage(str(path))
+        arr = sitk.GetArrayFromImage(img)
+        sp = tuple(float(s) for s in reversed(img.GetSpacing()))
+        if img.GetNumberOfComponentsPerPixel() > 1:
+            arr = np.moveaxis(arr, -1, 0)
+        return arr, sp[-3:] if len(sp) >= 3 else (1.0,) + sp, {"itk": img, "source": str(path)}
+    raise DatasetError(f"{path}: unsupported file type '{end}' (NIfTI, {', '.join(ITK_ENDINGS)})")
+
+
+def read_image2d(path: Path, grayscale: bool = False) -> np.ndarray:
+    """Read a 2D image -> (C, H, W) float32 (RGB kept unless ``grayscale``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "1"):
+                im = im.convert("L")
+            if grayscale and im.mode not in ("L", "I", "I;16", "F"):
+                im = im.convert("L")
+            if im.mode == "RGBA":
+                im = im.convert("RGB")
+            arr = np.asarray(im)
+    except Exception as exc:
+        raise DatasetError(f"{path}: cannot read image ({exc})") from None
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return arr.astype(np.float32)
+
+
+def read_mask2d(path: Path) -> np.ndarray:
+    """Read a 2D mask -> (H, W) raw values (palette/1-bit images become their indices)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode == "1":
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except Exception as exc:
+        raise DatasetError(f"{path}: cannot read mask ({exc})") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr
+
+
+def write_nifti_like(array: np.ndarray, path: Path, meta: dict[str, Any]) -> None:
+    """Write a (Z, Y, X) label map as NIfTI with the source image's affine and header."""
+    import nibabel as nib
+
+    data = np.asarray(array).transpose(2, 1, 0).astype(np.uint8 if array.max() < 256 else np.int16)
+    header = meta.get("header")
+    if header is not None:
+        header = header.copy()
+        header.set_data_dtype(data.dtype)
+        header.set_data_shape(data.shape)
+    img = nib.Nifti1Image(data, meta.get("affine", np.eye(4)), header=header)
+    img.set_qform(meta.get("affine", np.eye(4)), code=1) if header is None else None
+    nib.save(img, str(path))
+
+
+def write_png(array: np.ndarray, path: Path, scale: int = 1) -> None:
+    """Write a (H, W) label map as an 8-bit PNG (values multiplied by ``scale``, e.g. 255 for binary)."""
+    from PIL import Image
+
+    Image.fromarray((np.asarray(array) * scale).astype(np.uint8)).save(path)

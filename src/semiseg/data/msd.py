@@ -1,0 +1,152 @@
+"""MSD / nnU-Net folder layout: ``imagesTr/ labelsTr/ imagesTs/ [labelsTs/] [imagesUnlabeled/] dataset.json``.
+
+Both conventions are read: nnU-Net v2 (``CASE_0000.nii.gz`` one file per
+channel, ``channel_names``, ``labels`` as name -> value, ``file_ending``) and
+MSD v1 (one 4D file per case, ``modality``, ``labels`` as value -> name).
+``imagesUnlabeled/`` holds scans without labels (semi-supervised extension);
+``imagesTs/`` with ``labelsTs/`` is a labeled test set. Optional
+``"regions"`` in dataset.json (name -> list of label values) define
+region-based evaluation (e.g. BraTS whole tumour).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from semiseg.data.case import Case, CaseRef
+from semiseg.data.io import file_ending, read_volume, strip_ending
+from semiseg.data.layout import Layout
+from semiseg.errors import DatasetError
+
+_CHANNEL_SUFFIX = re.compile(r"^(.*)_(\d{4})$")
+
+
+def parse_dataset_json(path: Path) -> dict:
+    """Read dataset.json and normalise labels to name -> value and channels to a list of names."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset.json is missing (it names the labels and channels)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise DatasetError(f"{path}: 'labels' must map label names to values (nnU-Net v2) or values to names (MSD)")
+    try:
+        if all(str(k).lstrip("-").isdigit() for k in labels):  # MSD v1: {"0": "background"}
+            by_name = {str(v): int(k) for k, v in labels.items()}
+        else:
+            by_name = {str(k): int(v) for k, v in labels.items()}
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: label values must be integers (region lists go under 'regions')") from None
+    channels = meta.get("channel_names", meta.get("modality", {"0": "image"}))
+    channel_list = [str(channels[k]) for k in sorted(channels, key=lambda s: int(s))]
+    return {
+        "labels": by_name,
+        "channels": channel_list,
+        "file_ending": meta.get("file_ending", ".nii.gz"),
+        "regions": {str(k): [int(x) for x in (v if isinstance(v, list) else [v])] for k, v in meta.get("regions", {}).items()},
+        "name": meta.get("name", path.parent.name),
+    }
+
+
+class MSDLayout(Layout):
+    name = "msd"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.meta = parse_dataset_json(self.root / "dataset.json")
+        values = sorted(self.meta["labels"].values())
+        if values != list(range(len(values))):
+            raise DatasetError(f"{self.root / 'dataset.json'}: label values must be 0..N-1; got {values}")
+        inv = {v: k for k, v in self.meta["labels"].items()}
+        self.num_classes = len(values)
+        self.class_names = [inv[v] for v in values]
+        self.in_channels = len(self.meta["channels"])
+        self.regions = self.meta["regions"]
+        self.ending = self.meta["file_ending"]
+        self._problems: list[str] = []
+        self._refs = self._scan()
+
+    def _group_images(self, folder: Path) -> dict[str, list[Path]]:
+        groups: dict[str, list[Path]] = defaultdict(list)
+        if not folder.is_dir():
+            return groups
+        for p in sorted(folder.iterdir()):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            if file_ending(p) != self.ending:
+                self._problems.append(f"{p}: file ending '{file_ending(p)}' differs from dataset.json's '{self.ending}'")
+                continue
+            stem = strip_ending(p)
+            m = _CHANNEL_SUFFIX.match(stem)
+            groups[m.group(1) if m else stem].append(p)
+        for case, files in groups.items():
+            if len(files) > 1 or _CHANNEL_SUFFIX.match(strip_ending(files[0])):
+                idx = sorted(int(_CHANNEL_SUFFIX.match(strip_ending(f)).group(2)) for f in files)  # type: ignore[union-attr]
+                if idx != list(range(len(files))):
+                    self._problems.append(f"{folder}/{case}: channel files {idx} are not numbered 0000..{len(files) - 1:04d}")
+                elif len(files) != self.in_channels:
+                    self._problems.append(
+                        f"{folder}/{case}: {len(files)} channel files but dataset.json names {self.in_channels} channels"
+                    )
+        return groups
+
+    def _scan(self) -> list[CaseRef]:
+        refs: list[CaseRef] = []
+        tr = self._group_images(self.root / "imagesTr")
+        if not (self.root / "imagesTr").is_dir():
+            self._problems.append(f"{self.root / 'imagesTr'}: folder is missing")
+        labels_tr = self.root / "labelsTr"
+        label_names = {strip_ending(p) for p in labels_tr.glob(f"*{self.ending}")} if labels_tr.is_dir() else set()
+        for case in sorted(tr):
+            lab = labels_tr / f"{case}{self.ending}"
+            if case not in label_names:
+                self._problems.append(f"{tr[case][0]}: no label file {lab}")
+                continue
+            refs.append(CaseRef(case, case, "train", tuple(sorted(tr[case])), lab))
+        for orphan in sorted(label_names - set(tr)):
+            self._problems.append(f"{labels_tr / (orphan + self.ending)}: label without an image in imagesTr")
+        for case, files in sorted(self._group_images(self.root / "imagesUnlabeled").items()):
+            refs.append(CaseRef(case, case, "unlabeled", tuple(sorted(files))))
+        ts = self._group_images(self.root / "imagesTs")
+        labels_ts = self.root / "labelsTs"
+        for case, files in sorted(ts.items()):
+            lab = labels_ts / f"{case}{self.ending}"
+            if lab.is_file():
+                refs.append(CaseRef(case, case, "test", tuple(sorted(files)), lab))
+        seen: dict[str, str] = {}
+        for r in refs:
+            if r.case_id in seen:
+                self._problems.append(f"case id '{r.case_id}' appears in both {seen[r.case_id]} and {r.pool}")
+            seen[r.case_id] = r.pool
+        return refs
+
+    def refs(self) -> list[CaseRef]:
+        return list(self._refs)
+
+    def structure_problems(self) -> list[str]:
+        return list(self._problems)
+
+    def load(self, ref: CaseRef) -> Case:
+        arrays, spacing, meta = [], None, {}
+        for f in ref.image_files:
+            arr, sp, m = read_volume(f)
+            parts = [arr] if arr.ndim == 3 else list(arr)
+            arrays.extend(parts)
+            if spacing is None:
+                spacing, meta = sp, m
+        image = np.stack(arrays).astype(np.float32)
+        label = None
+        if ref.label_file is not None:
+            lab, lsp, _ = read_volume(ref.label_file)
+            meta["label_spacing"] = lsp
+            meta["label_file"] = str(ref.label_file)
+            label = lab
+        meta["image_files"] = [str(f) for f in ref.image_files]
+        return Case(ref.case_id, image, label, tuple(spacing), ref.subject, meta)  # type: ignore[arg-type]

@@ -1,0 +1,400 @@
+"""The training engine: iteration loop, devices, AMP (CUDA only), non-finite guard, validation,
+best/latest/final checkpoints, exact resume, CSV + TensorBoard logs, progress bar.
+
+Usage: ``Trainer(cfg, run_dir).fit()`` for a new run, ``Trainer.resume(run_dir).fit()`` to continue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from semiseg import __version__
+from semiseg.config import RunConfig, dump_config, load_config
+from semiseg.data.datasets import PatchDataset, SliceDataset
+from semiseg.data.sampling import TwoStreamLoader
+from semiseg.data.splits import Splits
+from semiseg.data.transforms import build_augmentation
+from semiseg.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from semiseg.engine.data_setup import (
+    check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout, splits_for,
+)
+from semiseg.engine.optim import build_optimizer, build_scheduler
+from semiseg.engine.run_dir import close_logger, is_main_process, prepare_run_dir, setup_logger, write_environment
+from semiseg.errors import ConfigError, SemisegError
+from semiseg.evaluation.inference import memory_format, predict_probabilities
+from semiseg.evaluation.scoring import mean_dice, score_case
+from semiseg.methods import MethodContext, create_method
+from semiseg.methods.registry import validate_method_params
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, terms: list[str]) -> None:
+        super().__init__(", ".join(terms))
+        self.terms = terms
+
+
+class TrainingAborted(SemisegError):
+    exit_code = 1
+
+
+def resolve_device(kind: str) -> torch.device:
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = cuda but no CUDA device is available")
+    if kind == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(kind)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, overwrite: bool = False, _resuming: bool = False) -> None:
+        validate_method_params(cfg.method.name, cfg.method.params)  # config errors before any work
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        if not _resuming:
+            prepare_run_dir(self.run_dir, overwrite)
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        self.logger = setup_logger(self.run_dir)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg.train.device)
+        self.step = 0
+        self.best_metric = -math.inf
+        self.best_step = -1
+        self.bad_steps = 0
+        self._resuming = _resuming
+
+    @classmethod
+    def resume(cls, run_dir: Path, overrides: list[str] | None = None) -> "Trainer":
+        """Continue a run from ``checkpoint_latest.pt`` with its saved config (overrides such as
+        ``train.iterations=2000`` may extend it)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"'{run_dir}' is not a run folder (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        if overrides:
+            (run_dir / "config.yaml").write_text(dump_config(cfg))
+        return cls(cfg, run_dir, _resuming=True)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        self.logger.info(f"semiseg {__version__}: method '{cfg.method.name}', network '{cfg.network.name}', device {self.device}")
+        layout = open_verified_layout(cfg, self.logger)
+        splits_path = self.run_dir / "splits.json"
+        if self._resuming and splits_path.is_file():
+            self.splits = Splits.load(splits_path)
+        else:
+            self.splits = splits_for(cfg, layout)
+            self.splits.save(splits_path)
+            write_environment(self.run_dir, str(self.device))
+        s = self.splits
+        self.logger.info(
+            f"splits (seed {s.seed}): {len(s.labeled)} labeled, {len(s.unlabeled)} unlabeled, {len(s.val)} validation, {len(s.test)} test cases"
+        )
+        needs_unl = cfg.train.unlabeled_batch_size > 0 and bool(s.unlabeled)
+        cases = load_cases(layout, s.labeled + (s.unlabeled if needs_unl else []) + s.val, cfg)
+        first = cases[s.labeled[0]]
+        self.info = dataset_info(cfg, layout, first)
+        self.val_cases = [cases[c] for c in s.val]
+        factory = network_factory(cfg, self.info)
+        ctx = MethodContext(self.info.num_classes, self.info.in_channels, cfg.data.spatial_dims, cfg.train.iterations, factory)
+        self.method = create_method(cfg.method.name, ctx, cfg.method.params)
+        check_patch_size(cfg, self.method.inference_network())
+        if cfg.method.init_from and not self._resuming:
+            init = load_checkpoint(Path(cfg.method.init_from))
+            self.method.load_initial_weights(init["inference_state"])
+            self.logger.info(f"initialised from {cfg.method.init_from} (step {init['step']})")
+        if self.method.uses_unlabeled and not needs_unl:
+            self.logger.warning(f"warning: method '{cfg.method.name}' uses unlabeled data but this run has none "
+                                f"(train.unlabeled_batch_size = {cfg.train.unlabeled_batch_size}, {len(s.unlabeled)} unlabeled cases)")
+        self.method.to(self.device)
+        self.channels_last = cfg.train.channels_last
+        if self.channels_last:
+            self.method.to(memory_format=memory_format(cfg.data.spatial_dims))
+        aug = build_augmentation(cfg.data.augmentation, cfg.data.spatial_dims)
+        lab_cases = [cases[c] for c in s.labeled]
+        unl_cases = [cases[c] for c in s.unlabeled] if needs_unl else []
+        if cfg.data.spatial_dims == 2:
+            lab_ds = SliceDataset(lab_cases, cfg.data.slice_axis, cfg.data.patch_size, True, aug)
+            unl_ds = SliceDataset(unl_cases, cfg.data.slice_axis, cfg.data.patch_size, False, aug) if unl_cases else None
+        else:
+            lab_ds = PatchDataset(lab_cases, cfg.data.patch_size, True, cfg.data.foreground_oversample, aug)
+            unl_ds = PatchDataset(unl_cases, cfg.data.patch_size, False, 0.0, aug) if unl_cases else None
+        self.datasets = (lab_ds, unl_ds)
+        groups = self.method.configure_optimizers()
+        self.optimizers = {name: build_optimizer(params, cfg.optim) for name, params in groups.items()}
+        self.schedulers = {n: build_scheduler(o, cfg.train.iterations, cfg.optim) for n, o in self.optimizers.items()}
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.method.attach_optimize(self._optimize)
+        self.train_method = self.method
+        if cfg.train.compile and self.device.type == "cuda":
+            self.train_method = torch.compile(self.method)  # type: ignore[assignment]
+        if self._resuming:
+            self._load_latest()
+        self.csv_path = self.run_dir / "metrics.csv"
+        self._truncate_metrics(self.step)
+        self.tb = None
+        if is_main_process():
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if self.step else None)
+            except ImportError:  # pragma: no cover
+                self.tb = None
+
+    # ------------------------------------------------------------- checkpoints
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "semiseg_version": __version__,
+            "step": self.step,
+            "method_state": self.method.state_dict(),
+            "inference_state": self.method.inference_network().state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict(),
+            "best_metric": self.best_metric,
+            "best_step": self.best_step,
+            "rng": rng_state(),
+            "config": self.cfg.model_dump(mode="json"),
+            "dataset": {"num_classes": self.info.num_classes, "in_channels": self.info.in_channels,
+                        "class_names": self.info.class_names, "regions": self.info.regions},
+        }
+
+    def save(self, kind: str) -> Path:
+        path = self.run_dir / f"checkpoint_{kind}.pt"
+        if is_main_process():
+            save_atomic(self._checkpoint(), path)
+        return path
+
+    def _load_latest(self) -> None:
+        path = self.run_dir / "checkpoint_latest.pt"
+        ckpt = load_checkpoint(path, self.device)
+        self.method.load_state_dict(ckpt["method_state"])
+        for n, o in self.optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][n])
+        for n, s in self.schedulers.items():
+            s.load_state_dict(ckpt["schedulers"][n])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.best_metric, self.best_step = ckpt["step"], ckpt["best_metric"], ckpt["best_step"]
+        set_rng_state(ckpt["rng"])
+        self.logger.info(f"resumed from {path} at step {self.step}")
+
+    # ------------------------------------------------------------------ logging
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric rows past ``step`` (written after the last checkpoint of an interrupted run)."""
+        if not self.csv_path.is_file():
+            with self.csv_path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(["step", "split", "name", "value"])
+            return
+        with self.csv_path.open() as fh:
+            rows = list(csv.reader(fh))
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= step]
+        with self.csv_path.open("w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+
+    def _log_scalars(self, step: int, split: str, values: dict[str, float]) -> None:
+        if not is_main_process():
+            return
+        with self.csv_path.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            for k, v in values.items():
+                w.writerow([step, split, k, f"{v:.6g}"])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    # ------------------------------------------------------------ optimisation
+    def _to_device(self, batch: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        if batch is None:
+            return None
+        out = {}
+        for k, v in batch.items():
+            v = v.to(self.device, non_blocking=True)
+            if k == "image" and self.channels_last:
+                v = v.contiguous(memory_format=memory_format(self.cfg.data.spatial_dims))
+            out[k] = v
+        return out
+
+    def _optimize(self, loss: torch.Tensor, name: str) -> None:
+        if name not in self.optimizers:
+            raise KeyError(f"no optimizer named '{name}' (configure_optimizers returned {sorted(self.optimizers)})")
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLoss([f"loss passed to optimizer '{name}'"])
+        opt = self.optimizers[name]
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.grad_clip:
+            self.scaler.unscale_(opt)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    def _zero_all(self) -> None:
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+
+    def _train_step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None) -> dict[str, float] | None:
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else contextlib.nullcontext()
+        self.method.train()
+        try:
+            with autocast:
+                out = self.train_method.training_step(labeled, unlabeled, self.step)
+            if "loss" not in out:
+                raise RuntimeError(f"method '{self.cfg.method.name}' returned no 'loss' entry")
+            bad = [k for k, v in out.items() if not torch.isfinite(torch.as_tensor(v).detach()).all()]
+            if bad:
+                raise NonFiniteLoss(bad)
+            if not self.method.manual_optimization:
+                loss = out["loss"]
+                self.scaler.scale(loss).backward()
+                for opt in self.optimizers.values():
+                    if self.cfg.optim.grad_clip:
+                        self.scaler.unscale_(opt)
+                        params = [p for g in opt.param_groups for p in g["params"]]
+                        torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+                    self.scaler.step(opt)
+                self.scaler.update()
+                self._zero_all()
+        except NonFiniteLoss as exc:
+            self._zero_all()
+            self.bad_steps += 1
+            self.logger.warning(f"step {self.step + 1}: non-finite value in {exc}; step skipped ({self.bad_steps} in a row)")
+            if self.bad_steps >= self.cfg.train.max_bad_steps:
+                raise TrainingAborted(
+                    f"{self.bad_steps} steps in a row had a non-finite loss (last: {exc}); lower optim.lr or check the data"
+                ) from None
+            return None
+        self.bad_steps = 0
+        self.method.on_after_step(self.step)
+        return {k: float(torch.as_tensor(v).detach().float().mean()) for k, v in out.items()}
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> dict[str, float]:
+        net = self.method.inference_network()
+        rows = []
+        for case in self.val_cases:
+            probs = predict_probabilities(
+                net, case.image, self.cfg.data.spatial_dims, self.cfg.data.patch_size, self.cfg.eval,
+                self.cfg.data.slice_axis, self.device, self.channels_last,
+            )
+            pred = probs.argmax(0).numpy()
+            rows += score_case(case.case_id, pred, case.label, self.info.class_names, case.spacing,
+                               self.cfg.eval.val_metrics, None, case.meta.get("fov"))
+        out = {"dice": mean_dice(rows)}
+        for m in self.cfg.eval.val_metrics:
+            if m != "dice":
+                out[m] = float(np.mean([r[m] for r in rows]))
+        for c in self.info.class_names[1:]:
+            out[f"dice_{c}"] = mean_dice(rows, [c])
+        return out
+
+    # ---------------------------------------------------------------------- fit
+    def fit(self) -> dict[str, Any]:
+        try:
+            self._setup()
+            return self._loop()
+        finally:
+            if getattr(self, "tb", None) is not None:
+                self.tb.close()
+            close_logger(self.logger)
+
+    def _loop(self) -> dict[str, Any]:
+        cfg = self.cfg
+        total = cfg.train.iterations
+        if self.step >= total:
+            self.logger.info(f"run already complete ({self.step}/{total} iterations)")
+            return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step}
+        lab_ds, unl_ds = self.datasets
+        loader = TwoStreamLoader(lab_ds, unl_ds, cfg.train.batch_size, cfg.train.unlabeled_batch_size, cfg.seed,
+                                 start_step=self.step, num_workers=cfg.train.num_workers)
+        show = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
+        bar = None
+        redirect: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if show and is_main_process():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc=cfg.name, dynamic_ncols=True, leave=False)
+            redirect = logging_redirect_tqdm(loggers=[self.logger])
+        with redirect:
+            self._iterate(loader, bar)
+        if bar is not None:
+            bar.close()
+        self.save("final")
+        write_progress_plot(self.csv_path, self.run_dir / "progress.png")
+        self.logger.info(f"done: best validation dice {self.best_metric:.4f} at step {self.best_step}; run folder {self.run_dir}")
+        return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step}
+
+    def _iterate(self, loader: TwoStreamLoader, bar: Any) -> None:
+        cfg = self.cfg
+        total = cfg.train.iterations
+        running: dict[str, list[float]] = {}
+        t0, s0 = time.time(), self.step
+        for labeled, unlabeled in loader:
+            terms = self._train_step(self._to_device(labeled), self._to_device(unlabeled))  # type: ignore[arg-type]
+            for sch in self.schedulers.values():
+                sch.step()
+            self.step += 1
+            if terms is not None:
+                for k, v in terms.items():
+                    running.setdefault(k, []).append(v)
+            if bar is not None:
+                bar.update(1)
+                if terms is not None:
+                    bar.set_postfix(loss=f"{terms['loss']:.4f}")
+            if self.step % cfg.train.log_every == 0 or self.step == total:
+                avg = {k: float(np.mean(v)) for k, v in running.items()}
+                avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                self._log_scalars(self.step, "train", avg)
+                running = {}
+            if self.step % cfg.train.val_every == 0 or self.step == total:
+                val = self.validate()
+                self._log_scalars(self.step, "val", val)
+                improved = val["dice"] > self.best_metric
+                if improved:
+                    self.best_metric, self.best_step = val["dice"], self.step
+                    self.save("best")
+                rate = (self.step - s0) / max(time.time() - t0, 1e-6)
+                msg = (f"step {self.step}/{total}  val dice {val['dice']:.4f}  best {self.best_metric:.4f} @ {self.best_step}"
+                       f"  ({rate:.2f} it/s)")
+                self.logger.info(msg)
+            if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
+                self.save("latest")
+            if self.step >= total:
+                break
+
+
+def write_progress_plot(csv_path: Path, out: Path) -> None:
+    """Training loss and validation Dice against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(csv_path.open()))
+    loss = [(int(r["step"]), float(r["value"])) for r in rows if r["split"] == "train" and r["name"] == "loss"]
+    dice = [(int(r["step"]), float(r["value"])) for r in rows if r["split"] == "val" and r["name"] == "dice"]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    if loss:
+        ax[0].plot(*zip(*loss))
+    ax[0].set(title="training loss", xlabel="step")
+    if dice:
+        ax[1].plot(*zip(*dice), marker="o")
+    ax[1].set(title="validation Dice", xlabel="step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,30 @@
+"""Error types that the command line turns into exit codes and one-line messages."""
+
+from __future__ import annotations
+
+
+class SemisegError(Exception):
+    """Base class of every error a user can cause; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(SemisegError):
+    """A bad configuration value, unknown key, or bad command-line usage (exit code 2)."""
+
+    exit_code = 2
+
+
+class DatasetError(SemisegError):
+    """A dataset that fails its checks: missing files, shape or label problems (exit code 3).
+
+    ``problems`` lists every problem found, so a user fixes them all in one go.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = list(problems or [])
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)

@@ -1,0 +1,71 @@
+"""Whole-volume inference: 2D models slice by slice (batched), 3D models by sliding window
+with Gaussian blending (MONAI's ``sliding_window_inference``, the nnU-Net scheme)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semiseg.config.schema import EvalConfig
+
+
+def memory_format(spatial_dims: int) -> torch.memory_format:
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+
+
+@torch.no_grad()
+def predict_probabilities(
+    network: nn.Module,
+    image: np.ndarray,
+    spatial_dims: int,
+    patch_size: Sequence[int],
+    cfg: EvalConfig,
+    slice_axis: int = 0,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Softmax probabilities (K, Z, Y, X) on the CPU for a (C, Z, Y, X) image.
+
+    2D: each slice along ``slice_axis`` is resized to ``patch_size``, predicted,
+    and its probabilities resized back (bilinear) before stacking.
+    3D: sliding windows of ``patch_size`` with ``cfg.sw_overlap`` and Gaussian weights.
+    """
+    device = torch.device(device)
+    was_training = network.training
+    network.eval()
+    x = torch.from_numpy(np.ascontiguousarray(image)).float()
+    try:
+        if spatial_dims == 2:
+            slices = x.movedim(slice_axis + 1, 0)  # (N, C, H, W)
+            hw = tuple(slices.shape[-2:])
+            out = []
+            for start in range(0, slices.shape[0], cfg.slice_batch_size):
+                batch = slices[start : start + cfg.slice_batch_size].to(device)
+                if tuple(batch.shape[-2:]) != tuple(patch_size):
+                    batch = F.interpolate(batch, size=tuple(patch_size), mode="bilinear", align_corners=False)
+                if channels_last:
+                    batch = batch.contiguous(memory_format=memory_format(2))
+                probs = torch.softmax(network(batch).float(), dim=1)
+                if tuple(probs.shape[-2:]) != hw:
+                    probs = F.interpolate(probs, size=hw, mode="bilinear", align_corners=False)
+                out.append(probs.cpu())
+            return torch.cat(out).movedim(0, slice_axis + 1).contiguous()  # (K, Z, Y, X)
+        from monai.inferers import sliding_window_inference
+
+        def predictor(t: torch.Tensor) -> torch.Tensor:
+            if channels_last:
+                t = t.contiguous(memory_format=memory_format(3))
+            return torch.softmax(network(t).float(), dim=1)
+
+        probs = sliding_window_inference(
+            x[None].to(device), roi_size=tuple(patch_size), sw_batch_size=cfg.sw_batch_size, predictor=predictor,
+            overlap=cfg.sw_overlap, mode=cfg.sw_mode, padding_mode="constant", cval=0.0,
+        )
+        probs = probs.as_tensor() if hasattr(probs, "as_tensor") else probs
+        return probs[0].float().cpu()
+    finally:
+        network.train(was_training)

@@ -1,0 +1,87 @@
+"""The Method contract (see the design guide).
+
+A method is an ``nn.Module`` that owns every network it trains (students,
+teachers, discriminators), so one ``state_dict`` holds all of them. The
+engine owns the loop, devices, precision, checkpoints, validation and logs.
+
+- ``training_step(labeled, unlabeled, step) -> dict``: a ``loss`` entry plus
+  one detached entry per named term (logged by name). ``unlabeled`` is None
+  when the run has no unlabeled stream; an unlabeled batch has no ``label``.
+- ``configure_optimizers() -> dict[name, params]``: the engine builds each
+  optimizer and schedule from the run's ``optim`` config.
+- Methods with several optimizers set ``manual_optimization = True`` and call
+  ``self.optimize(loss, name)`` inside ``training_step``; the engine does the
+  backward pass, AMP scaling, clipping, the non-finite check and the step.
+- ``on_after_step(step)``: after the optimizer steps (EMA updates).
+- ``inference_network()``: the network used for validation and prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from semiseg.networks.base import SegmentationNetwork
+
+
+class MethodParams(BaseModel):
+    """Base of each method's hyper-parameters (unknown keys are rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about the run."""
+
+    num_classes: int
+    in_channels: int
+    spatial_dims: int
+    total_iterations: int
+    network_factory: Callable[[], SegmentationNetwork]
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    uses_unlabeled: ClassVar[bool] = False
+    manual_optimization: ClassVar[bool] = False
+
+    def __init__(self, ctx: MethodContext, params: MethodParams) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.params = params
+        self._optimize_hook: Callable[[torch.Tensor, str], None] | None = None
+
+    # -- contract -----------------------------------------------------------------
+    def training_step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return {"main": list(self.inference_network().parameters())}
+
+    def on_after_step(self, step: int) -> None:
+        return None
+
+    def inference_network(self) -> SegmentationNetwork:
+        raise NotImplementedError
+
+    def load_initial_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """``method.init_from``: load a pre-trained network into every network this method trains."""
+        for module in self.modules():
+            if isinstance(module, SegmentationNetwork):
+                module.load_state_dict(state)
+
+    # -- engine-provided ----------------------------------------------------------
+    def attach_optimize(self, hook: Callable[[torch.Tensor, str], None]) -> None:
+        self._optimize_hook = hook
+
+    def optimize(self, loss: torch.Tensor, name: str = "main") -> None:
+        """Backward + step of optimizer ``name`` through the engine (AMP, clipping, non-finite guard)."""
+        if self._optimize_hook is None:
+            raise RuntimeError("optimize() is provided by the engine; attach a trainer first")
+        self._optimize_hook(loss, name)

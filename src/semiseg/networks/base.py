@@ -1,0 +1,146 @@
+"""The network contract: forward, feature taps, and run-to-layer-k / resume-from-layer-k.
+
+A network is a sequence of *layers* (blocks) acting on a :class:`LayerState`
+(the current hidden tensor plus the stack of skip connections still to be
+consumed by the decoder). Layer index ``k`` names the state after ``k`` blocks:
+``k = 0`` is the input, ``k = num_layers`` the last hidden state before the
+classification head. ``forward_to(x, k)`` runs blocks ``[0, k)`` and
+``forward_from(state, k)`` runs blocks ``[k, L)`` and the head, so
+``forward_from(forward_to(x, k), k) == forward(x)`` for every ``k``. A method
+that mixes hidden states at layer k (ROAM, manifold mixup) mixes ``state.h``
+and, optionally, ``state.skips`` with the same coefficient and pairing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from semiseg.errors import ConfigError
+
+
+@dataclass
+class LayerState:
+    """Hidden state between two layers: ``h`` and the skip connections not yet consumed."""
+
+    h: torch.Tensor
+    skips: list[torch.Tensor] = field(default_factory=list)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor], skips: bool = True) -> "LayerState":
+        """Apply ``fn`` to ``h`` (and to every skip when ``skips``), e.g. a mixup or a permutation."""
+        return LayerState(fn(self.h), [fn(s) for s in self.skips] if skips else list(self.skips))
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What layer k outputs: its name, channels and stride relative to the input."""
+
+    index: int
+    name: str
+    channels: int
+    stride: int
+
+
+class SegmentationNetwork(nn.Module):
+    """Base class: subclasses fill ``self.blocks`` (callables on LayerState) and ``self.head``."""
+
+    spatial_dims: int
+    in_channels: int
+    num_classes: int
+    size_divisor: int
+    blocks: nn.ModuleList
+    head: nn.Module
+    _feature_info: list[FeatureInfo]
+
+    @property
+    def num_layers(self) -> int:
+        """L: the index of the last hidden state (the input of the head)."""
+        return len(self.blocks)
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        """One entry per layer index 0..L (0 is the input)."""
+        return list(self._feature_info)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Fail with a message naming the required divisor when a spatial size does not fit."""
+        if x.ndim != self.spatial_dims + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects a {self.spatial_dims}D batch of shape "
+                f"(N, C, {'D, ' if self.spatial_dims == 3 else ''}H, W); got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels; got {x.shape[1]}")
+        bad = [s for s in x.shape[2:] if s % self.size_divisor]
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__}: every spatial size must be divisible by {self.size_divisor}; "
+                f"got {tuple(x.shape[2:])}"
+            )
+
+    def _check_k(self, k: int) -> None:
+        if not 0 <= k <= self.num_layers:
+            raise ValueError(f"layer index k must be in [0, {self.num_layers}]; got {k}")
+
+    def forward_to(self, x: torch.Tensor, k: int) -> LayerState:
+        """Run the first ``k`` layers; the state carries the skips still needed by the decoder."""
+        self._check_k(k)
+        self.check_input(x)
+        state = LayerState(x)
+        for block in self.blocks[:k]:
+            state = block(state)
+        return state
+
+    def forward_from(self, state: LayerState, k: int) -> torch.Tensor:
+        """Resume from layer ``k`` and return the logits."""
+        self._check_k(k)
+        for block in self.blocks[k:]:
+            state = block(state)
+        return self.head(state.h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(self.forward_to(x, 0), 0)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits plus the hidden tensors at the requested layer indices (all of 1..L by default)."""
+        wanted = set(range(1, self.num_layers + 1) if indices is None else indices)
+        for i in wanted:
+            self._check_k(i)
+        self.check_input(x)
+        state = LayerState(x)
+        taps: dict[int, torch.Tensor] = {0: x}
+        for i, block in enumerate(self.blocks, start=1):
+            state = block(state)
+            if i in wanted:
+                taps[i] = state.h
+        order = sorted(wanted) if indices is None else list(indices)
+        return self.head(state.h), [taps[i] for i in order]
+
+
+def conv_nd(spatial_dims: int) -> type[nn.Module]:
+    return {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+
+
+def conv_transpose_nd(spatial_dims: int) -> type[nn.Module]:
+    return {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
+
+
+def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    if kind == "batch":
+        return {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims](channels)
+    if kind == "instance":
+        return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[spatial_dims](channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(min(16, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown normalisation '{kind}'; choose batch, instance, group or none")
+
+
+def dropout_nd(spatial_dims: int, p: float) -> nn.Module:
+    if p <= 0:
+        return nn.Identity()
+    return {2: nn.Dropout2d, 3: nn.Dropout3d}[spatial_dims](p)

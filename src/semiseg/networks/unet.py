@@ -1,0 +1,118 @@
+"""U-Net (Ronneberger et al. 2015) for 2D and 3D, sized like the semi-supervised literature's U-Net.
+
+Defaults follow the U-Net used for ACDC in the semi-supervised literature (and the
+2D U-Net of ROAM): features 16-32-64-128-256, two 3x3 convolutions with batch
+norm and LeakyReLU per level, dropout growing with depth (0.05 ... 0.5),
+max-pool down, transposed-convolution up, concatenated skips, a 1x1 head.
+
+Layers (see :mod:`semiseg.networks.base`): 1 = first encoder level, 2..D =
+the deeper encoder levels (D = the bottleneck), D+1..2D-1 = decoder levels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, conv_transpose_nd, dropout_nd, norm_nd
+
+
+class ConvBlock(nn.Sequential):
+    """conv - norm - LeakyReLU - dropout - conv - norm - LeakyReLU."""
+
+    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float) -> None:
+        conv = conv_nd(dims)
+        super().__init__(
+            conv(cin, cout, 3, padding=1),
+            norm_nd(norm, dims, cout),
+            nn.LeakyReLU(0.01, inplace=True),
+            dropout_nd(dims, dropout),
+            conv(cout, cout, 3, padding=1),
+            norm_nd(norm, dims, cout),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+class _Encoder(nn.Module):
+    """One encoder level: (max-pool) + ConvBlock; pushes its output as a skip unless it is the bottleneck."""
+
+    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float, pool: bool, push_skip: bool) -> None:
+        super().__init__()
+        self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](2) if pool else nn.Identity()
+        self.conv = ConvBlock(dims, cin, cout, norm, dropout)
+        self.push_skip = push_skip
+
+    def forward(self, state: LayerState) -> LayerState:
+        h = self.conv(self.pool(state.h))
+        return LayerState(h, state.skips + [h] if self.push_skip else list(state.skips))
+
+
+class _Decoder(nn.Module):
+    """One decoder level: transposed conv up, concatenate the last skip, ConvBlock."""
+
+    def __init__(self, dims: int, cin: int, cskip: int, cout: int, norm: str) -> None:
+        super().__init__()
+        self.up = conv_transpose_nd(dims)(cin, cskip, 2, stride=2)
+        self.conv = ConvBlock(dims, 2 * cskip, cout, norm, 0.0)
+
+    def forward(self, state: LayerState) -> LayerState:
+        skip = state.skips[-1]
+        h = self.conv(torch.cat([skip, self.up(state.h)], dim=1))
+        return LayerState(h, state.skips[:-1])
+
+
+class UNet(SegmentationNetwork):
+    """U-Net for ``spatial_dims`` 2 or 3.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        num_classes: output classes including background.
+        features: channels per level, shallow to deep (the last is the bottleneck).
+        dropout: dropout per encoder level: a list (one value per level), a float (every level),
+            or None for the literature's schedule (0.05, 0.1, 0.2, 0.3, 0.5 for five levels; a
+            linear ramp from 0.05 to 0.5 for other depths).
+        norm: ``batch`` (default), ``instance``, ``group`` or ``none``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        features: Sequence[int] = (16, 32, 64, 128, 256),
+        dropout: float | Sequence[float] | None = None,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3; got {spatial_dims}")
+        features = list(features)
+        if dropout is None:
+            n = len(features)
+            drops = [0.05, 0.1, 0.2, 0.3, 0.5] if n == 5 else [0.05 + 0.45 * i / max(n - 1, 1) for i in range(n)]
+        elif isinstance(dropout, (int, float)):
+            drops = [float(dropout)] * len(features)
+        else:
+            drops = [float(d) for d in dropout]
+        if len(drops) != len(features):
+            raise ValueError(f"dropout has {len(drops)} entries but features has {len(features)}")
+        self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
+        depth = len(features)
+        self.size_divisor = 2 ** (depth - 1)
+        blocks: list[nn.Module] = []
+        info = [FeatureInfo(0, "input", in_channels, 1)]
+        cin = in_channels
+        for i, f in enumerate(features):
+            blocks.append(_Encoder(spatial_dims, cin, f, norm, drops[i], pool=i > 0, push_skip=i < depth - 1))
+            info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", f, 2**i))
+            cin = f
+        for i in range(depth - 2, -1, -1):
+            blocks.append(_Decoder(spatial_dims, cin, features[i], features[i], norm))
+            info.append(FeatureInfo(len(blocks), f"decoder{depth - 1 - i}", features[i], 2**i))
+            cin = features[i]
+        self.blocks = nn.ModuleList(blocks)
+        self.head = conv_nd(spatial_dims)(cin, num_classes, 1)
+        self._feature_info = info
