@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -168,6 +168,12 @@ class TrainConfig(_Strict):
     max_bad_steps: int = 10
     """A non-finite loss skips the step; this many in a row abort the run."""
     progress: Literal["auto", "on", "off"] = "auto"
+    """Progress bar: ``auto`` shows it when stderr is a terminal (YAML's true/false also accepted)."""
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_bool(cls, v: object) -> object:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
 

@@ -87,11 +87,6 @@ class Folder2DLayout(Layout):
     def structure_problems(self) -> list[str]:
         return list(self._problems)
 
-    def raw_label_values(self, ref: CaseRef) -> set[int] | None:
-        if ref.label_file is None:
-            return None
-        return {int(v) for v in np.unique(read_mask2d(ref.label_file))}
-
     def map_labels(self, raw: np.ndarray, source: Path) -> np.ndarray:
         if self.cfg.label_values:
             out = np.full(raw.shape, -1, dtype=np.int16)

@@ -84,12 +84,12 @@ def read_image2d(path: Path, grayscale: bool = False) -> np.ndarray:
 
 
 def read_mask2d(path: Path) -> np.ndarray:
-    """Read a 2D mask -> (H, W) raw values (palette/1-bit images become their indices)."""
+    """Read a 2D mask -> (H, W) stored grey values (palette and 1-bit images are converted to grey)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            if im.mode == "1":
+            if im.mode in ("1", "P", "LA", "PA"):
                 im = im.convert("L")
             arr = np.asarray(im)
     except Exception as exc:

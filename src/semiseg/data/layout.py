@@ -41,10 +41,6 @@ class Layout(ABC):
         """Problems found without reading image data (missing or unpaired files)."""
         return []
 
-    def raw_label_values(self, ref: CaseRef) -> set[int] | None:
-        """Label values as stored, before mapping (folder layouts override); None: same as loaded."""
-        return None
-
     def allowed_label_values(self) -> set[int]:
         return set(range(self.num_classes))
 

@@ -55,9 +55,12 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 def make_loader(dataset: Dataset, batch_size: int, seed: int, stream: int, start_step: int, num_workers: int) -> DataLoader:
     sampler = StepBatchSampler(len(dataset), batch_size, seed, stream, start_step)  # type: ignore[arg-type]
+    # A private generator: creating the iterator must not draw from the global torch RNG, which
+    # drives dropout and is restored on resume (all sample randomness comes from the sampler's seeds).
+    generator = torch.Generator().manual_seed(seed * 2 + stream)
     return DataLoader(
         dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate,
-        persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(), generator=generator,
     )
 
 

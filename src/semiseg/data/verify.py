@@ -73,18 +73,16 @@ def check_case(layout: Layout, ref: CaseRef, report: VerifyReport, expected_chan
         if not np.isfinite(lab).all() or not np.all(lab == np.round(lab)):
             report.problems.append(f"{ref.label_file}: label holds non-integer values (a probability map or a resampled mask?)")
             return
-    raw = layout.raw_label_values(ref)
-    values = raw if raw is not None else {int(v) for v in np.unique(lab)}
+    values = {int(v) for v in np.unique(lab)}
     allowed = layout.allowed_label_values()
-    if raw is None:
-        bad = sorted(values - allowed)
-        if bad:
-            hint = ""
-            if set(values) <= {0, 255} or 255 in bad:
-                hint = " (a 0/255 mask: map 255 to class 1, e.g. folder2d.label_values {0: 0, 255: 1})"
-            report.problems.append(
-                f"{ref.label_file}: label values {bad[:10]} are not among the dataset's classes {sorted(allowed)}{hint}"
-            )
+    bad = sorted(values - allowed)
+    if bad:
+        hint = ""
+        if 255 in bad:
+            hint = " (a 0/255 mask: map 255 to class 1, e.g. folder2d.label_values {0: 0, 255: 1} or folder2d.label_threshold 127)"
+        report.problems.append(
+            f"{ref.label_file}: label values {bad[:10]} are not among the dataset's classes {sorted(allowed)}{hint}"
+        )
     if not (np.asarray(lab) > 0).any():
         report.warnings.append(f"{ref.label_file}: label is background only")
 

@@ -12,7 +12,8 @@ them exactly (the test suite compares against medpy) without depending on it:
 - ASD: mean of the directed distances from the prediction's surface to the
   reference's surface (medpy ``asd(result, reference)``, what the literature
   reports as "ASD");
-- ASSD: mean of ASD in both directions.
+- ASSD: mean of the pooled distances of both directions (medpy >= 0.5; not
+  the mean of the two directed ASDs, which weights the surfaces differently).
 
 Empty-mask policy (medpy raises an error for these cases; we need a number):
 
@@ -78,7 +79,8 @@ def asd(result: np.ndarray, reference: np.ndarray, spacing: Sequence[float] | No
 
 
 def assd(result: np.ndarray, reference: np.ndarray, spacing: Sequence[float] | None = None) -> float:
-    return float(np.mean((asd(result, reference, spacing), asd(reference, result, spacing))))
+    d = np.hstack([surface_distances(result, reference, spacing), surface_distances(reference, result, spacing)])
+    return float(d.mean())
 
 
 @dataclass

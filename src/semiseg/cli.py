@@ -1,0 +1,199 @@
+"""Command line: ``semiseg verify | train | resume | predict | evaluate | demo | list``.
+
+Exit codes: 0 success, 1 other failure, 2 usage or configuration error,
+3 dataset error. Errors print one message without a traceback unless ``--debug``.
+Heavy modules are imported inside the commands so ``semiseg --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from semiseg.errors import ConfigError, SemisegError
+
+METRICS = ("dice", "jaccard", "hd95", "asd", "assd")
+
+
+def cmd_verify(a: argparse.Namespace) -> None:
+    from semiseg.config import RunConfig, apply_overrides, load_config, validate_config
+    from semiseg.data.layout import open_layout
+    from semiseg.data.verify import verify_dataset
+
+    path = Path(a.target)
+    if path.is_dir():
+        base = RunConfig.model_validate({"data": {"layout": "msd", "root": str(path)}}).model_dump(mode="json")
+        cfg = validate_config(apply_overrides(base, a.overrides))
+    else:
+        cfg = load_config(a.target, a.overrides)
+    layout = open_layout(cfg.data)
+    report = verify_dataset(layout, cfg.data.in_channels)
+    pools = ", ".join(f"{n} {p}" for p, n in sorted(report.pools.items()))
+    print(f"{layout.root}: {report.cases} cases ({pools}); {layout.num_classes} classes {layout.class_names}")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    report.raise_if_failed(layout.root)
+    print("ok: every check passed")
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from semiseg.config import load_config
+    from semiseg.engine.trainer import Trainer
+
+    cfg = load_config(a.config, a.overrides)
+    out = Path(a.run_dir) if a.run_dir else Path("runs") / cfg.name
+    result = Trainer(cfg, out, overwrite=a.overwrite).fit()
+    print(f"best validation Dice {result['best_metric']:.4f} at step {result['best_step']}; {out}")
+
+
+def cmd_resume(a: argparse.Namespace) -> None:
+    from semiseg.engine.trainer import Trainer
+
+    result = Trainer.resume(Path(a.run_dir), a.overrides).fit()
+    print(f"best validation Dice {result['best_metric']:.4f} at step {result['best_step']}; {a.run_dir}")
+
+
+def cmd_predict(a: argparse.Namespace) -> None:
+    import torch
+
+    from semiseg.evaluation.predict import predict_path
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    written = predict_path(Path(a.model), Path(a.input), Path(a.output), dev, a.overwrite)
+    print(f"wrote {len(written)} prediction(s) to {a.output}")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from semiseg.evaluation.scoring import format_summary_table
+
+    pred = Path(a.pred)
+    if a.gt is None:
+        if not (pred / "config.yaml").is_file():
+            raise ConfigError(f"'{pred}' is not a run folder; give a prediction folder and a reference folder")
+        from semiseg.evaluation.run_eval import evaluate_run
+
+        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None)
+        print(format_summary_table(res["summary"], res["metrics"], res["classes"]))
+        return
+    from semiseg.data.msd import parse_dataset_json
+    from semiseg.evaluation.folders import evaluate_folders
+
+    names, regions = None, None
+    if a.dataset_json:
+        meta = parse_dataset_json(Path(a.dataset_json))
+        inv = {v: k for k, v in meta["labels"].items()}
+        names, regions = [inv[i] for i in sorted(inv)], meta["regions"]
+    mlist = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    bad = set(mlist) - set(METRICS)
+    if bad:
+        raise ConfigError(f"unknown metrics {sorted(bad)}; choose from {', '.join(METRICS)}")
+    out = Path(a.out) if a.out else pred.parent / f"{pred.name}_evaluation"
+    res = evaluate_folders(pred, Path(a.gt), out, mlist, names, regions, a.threshold)
+    print(format_summary_table(res["summary"], mlist, res["classes"]))
+    print(f"scores: {out / 'scores.csv'}")
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from semiseg.demo import run_demo
+
+    run_demo(Path(a.out), a.overrides)
+
+
+def cmd_list(a: argparse.Namespace) -> None:
+    if a.what == "methods":
+        from semiseg.methods import list_methods
+
+        print("\n".join(list_methods()))
+    elif a.what == "networks":
+        from semiseg.networks import list_networks
+
+        print("\n".join(list_networks()))
+    elif a.what == "datasets":
+        print("synthbrain  built-in (data.root=builtin:synthbrain): generated once and cached, MSD layout")
+        print("layouts: msd (imagesTr/labelsTr/imagesTs/imagesUnlabeled + dataset.json), h5 (ACDC, left atrium), folder2d (PNG/TIF/GIF)")
+    else:
+        from semiseg.config import list_presets
+
+        print("\n".join(list_presets()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semiseg", description="Semi-supervised medical image segmentation.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ov = dict(nargs="*", default=[], help="dotted overrides, e.g. optim.lr=0.01 train.iterations=500")
+
+    s = sub.add_parser("verify", help="run every dataset check; list all problems (exit 3 if any)")
+    s.add_argument("target", help="a dataset folder (MSD layout) or a config preset/YAML naming the dataset")
+    s.add_argument("overrides", **ov)
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("train", help="train a method (checks the dataset first; writes a run folder)")
+    s.add_argument("config", help="preset name (semiseg list presets) or YAML file")
+    s.add_argument("overrides", **ov)
+    s.add_argument("--run-dir", "-o", help="run folder (default runs/NAME)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("resume", help="continue a run from its checkpoint_latest.pt")
+    s.add_argument("run_dir")
+    s.add_argument("overrides", **ov)
+    s.set_defaults(fn=cmd_resume)
+
+    s = sub.add_parser("predict", help="segment new scans, keeping the input geometry")
+    s.add_argument("model", help="run folder (uses checkpoint_best.pt) or checkpoint file")
+    s.add_argument("input", help="image file or folder")
+    s.add_argument("output", help="output folder (not inside the input folder)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("evaluate", help="Dice/Jaccard/HD95/ASD per case and class (medpy definitions) + summary")
+    s.add_argument("pred", help="folder of predictions, or a run folder (evaluates its test split)")
+    s.add_argument("gt", nargs="?", help="folder of reference labels (same file names)")
+    s.add_argument("--out", help="where to write scores.csv and summary.csv")
+    s.add_argument("--dataset-json", help="class names and regions from an MSD dataset.json")
+    s.add_argument("--metrics", default="dice,jaccard,hd95,asd", help=f"comma-separated: {', '.join(METRICS)}")
+    s.add_argument("--threshold", type=int, help="binarise labels: value > threshold is class 1 (0/255 PNG masks)")
+    s.add_argument("--split", default="test", choices=["test", "val"], help="with a run folder: which split")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("demo", help="the main job on the embedded dataset (< 10 min on 2 CPU cores)")
+    s.add_argument("--out", default="runs/demo", help="demo folder (runs and report)")
+    s.add_argument("overrides", **ov)
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("list", help="list methods, networks, datasets or presets")
+    s.add_argument("what", choices=["methods", "networks", "datasets", "presets"])
+    s.set_defaults(fn=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse and run; maps errors to exit codes (2 config/usage, 3 dataset, 1 other)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0)
+    try:
+        args.fn(args)
+    except SemisegError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,103 @@
+"""Load a trained model; evaluate a run on its held-out cases at the input's original geometry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from semiseg.config import RunConfig, validate_config
+from semiseg.data.case import Case
+from semiseg.data.layout import open_layout
+from semiseg.data.preprocessing import preprocess_case, restore_probabilities
+from semiseg.data.splits import Splits
+from semiseg.engine.checkpoint import load_checkpoint
+from semiseg.engine.data_setup import DatasetInfo, network_factory
+from semiseg.errors import ConfigError
+from semiseg.evaluation.inference import predict_probabilities
+from semiseg.evaluation.scoring import score_case, summarize, write_csv
+from semiseg.networks import SegmentationNetwork
+
+
+@dataclass
+class LoadedModel:
+    network: SegmentationNetwork
+    cfg: RunConfig
+    info: DatasetInfo
+    checkpoint: Path
+    step: int
+
+
+def resolve_checkpoint(model: Path, which: str = "best") -> Path:
+    """A checkpoint file, or a run folder (its ``checkpoint_{which}.pt``, falling back to final)."""
+    model = Path(model)
+    if model.is_dir():
+        for name in (f"checkpoint_{which}.pt", "checkpoint_final.pt"):
+            if (model / name).is_file():
+                return model / name
+        raise ConfigError(f"run folder '{model}' holds no checkpoint_{which}.pt")
+    return model
+
+
+def load_model(model: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:
+    path = resolve_checkpoint(model, which)
+    ckpt = load_checkpoint(path, "cpu")
+    cfg = validate_config(ckpt["config"])
+    ds = ckpt["dataset"]
+    info = DatasetInfo(ds["num_classes"], ds["in_channels"], list(ds["class_names"]), dict(ds.get("regions", {})))
+    net = network_factory(cfg, info)()
+    net.load_state_dict(ckpt["inference_state"])
+    net.to(device).eval()
+    return LoadedModel(net, cfg, info, path, int(ckpt["step"]))
+
+
+def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
+    """Preprocess, predict and restore to ``raw``'s geometry: (label map, probabilities)."""
+    cfg = model.cfg
+    case = preprocess_case(raw, cfg.data.preprocessing)
+    if case.in_channels != model.info.in_channels:
+        raise ConfigError(
+            f"{raw.meta.get('source', raw.case_id)}: image has {case.in_channels} channels, the model expects {model.info.in_channels}"
+        )
+    probs = predict_probabilities(model.network, case.image, cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval,
+                                  cfg.data.slice_axis, device, cfg.train.channels_last)
+    probs = restore_probabilities(probs, case)
+    return probs.argmax(0).numpy().astype(np.int16), probs
+
+
+def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device: str = "cpu",
+                 out_dir: Path | None = None, save_predictions: bool = True) -> dict[str, Any]:
+    """Score a run's ``split`` cases (never used for model selection when ``split`` is test).
+
+    Writes ``scores.csv`` (per case and class) and ``summary.csv`` into ``out_dir``
+    (default ``RUN_DIR/eval_{split}``) and returns both plus the predictions.
+    """
+    run_dir = Path(run_dir)
+    model = load_model(run_dir, device, which)
+    splits = Splits.load(run_dir / "splits.json")
+    ids = getattr(splits, split)
+    if not ids:
+        raise ConfigError(f"run '{run_dir}' has no {split} cases")
+    layout = open_layout(model.cfg.data)
+    refs = {r.case_id: r for r in layout.refs()}
+    metrics = list(model.cfg.eval.metrics)
+    rows, predictions = [], {}
+    for cid in ids:
+        raw = layout.load(refs[cid])
+        pred, _ = predict_case(model, raw, device)
+        predictions[cid] = pred
+        rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
+                           model.info.regions, raw.meta.get("fov"))
+    classes = model.info.class_names[1:] + list(model.info.regions)
+    summary = summarize(rows, metrics, classes)
+    out_dir = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out_dir / "scores.csv")
+    write_csv(summary, out_dir / "summary.csv")
+    if save_predictions:
+        np.savez_compressed(out_dir / "predictions.npz", **predictions)
+    return {"rows": rows, "summary": summary, "classes": classes, "metrics": metrics, "predictions": predictions,
+            "model": model, "layout": layout, "ids": ids}

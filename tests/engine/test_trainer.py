@@ -1,0 +1,123 @@
+import csv
+import math
+
+import pytest
+import torch
+
+from semiseg.config import load_config
+from semiseg.engine.checkpoint import load_checkpoint
+from semiseg.engine.trainer import Trainer, TrainingAborted
+from semiseg.errors import ConfigError, DatasetError
+from semiseg.methods import register_method
+from semiseg.methods.supervised import Supervised
+from tests.conftest import tiny_overrides, write_msd
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(root, extra=(), preset="synthbrain2d_supervised", dims=2):
+    return load_config(preset, tiny_overrides(root, dims) + list(extra))
+
+
+def test_train_2d_writes_complete_run_folder(msd_dataset, tmp_path):
+    run = tmp_path / "run"
+    result = Trainer(_cfg(msd_dataset), run).fit()
+    for name in ("config.yaml", "splits.json", "environment.json", "train.log", "metrics.csv", "progress.png",
+                 "checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_final.pt"):
+        assert (run / name).is_file(), name
+    assert result["step"] == 6 and 0.0 <= result["best_metric"] <= 1.0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert {r["name"] for r in rows if r["split"] == "train"} >= {"loss", "ce", "dice", "lr"}
+    assert [int(r["step"]) for r in rows if r["split"] == "val" and r["name"] == "dice"] == [3, 6]
+    ck = load_checkpoint(run / "checkpoint_final.pt")
+    assert ck["step"] == 6 and ck["dataset"]["num_classes"] == 3 and "inference_state" in ck
+    assert ck["optimizers"]["main"]["state"]  # Adam moments saved
+
+
+def test_train_3d_runs(msd_dataset, tmp_path):
+    cfg = _cfg(msd_dataset, ["train.iterations=2", "train.val_every=2", "train.checkpoint_every=2"],
+               preset="synthbrain3d_supervised", dims=3)
+    assert Trainer(cfg, tmp_path / "run3d").fit()["step"] == 2
+
+
+def test_resume_equals_uninterrupted(msd_dataset, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    Trainer(_cfg(msd_dataset), straight).fit()
+    part = tmp_path / "part"
+    original = Supervised.training_step
+
+    def crash_at_4(self, labeled, unlabeled, step):
+        if step == 4:
+            raise KeyboardInterrupt("simulated crash after the step-3 checkpoint")
+        return original(self, labeled, unlabeled, step)
+
+    monkeypatch.setattr(Supervised, "training_step", crash_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_cfg(msd_dataset), part).fit()
+    assert load_checkpoint(part / "checkpoint_latest.pt")["step"] == 3
+    monkeypatch.setattr(Supervised, "training_step", original)
+    Trainer.resume(part).fit()
+    a = load_checkpoint(straight / "checkpoint_final.pt")
+    b = load_checkpoint(part / "checkpoint_final.pt")
+    assert a["step"] == b["step"] == 6
+    for k, v in a["method_state"].items():
+        torch.testing.assert_close(b["method_state"][k], v, rtol=0, atol=0, msg=k)
+    sa, sb = a["optimizers"]["main"]["state"], b["optimizers"]["main"]["state"]
+    for k in sa:
+        torch.testing.assert_close(sb[k]["exp_avg"], sa[k]["exp_avg"], rtol=0, atol=0)
+    assert a["best_metric"] == b["best_metric"]
+    rows = [r for r in csv.DictReader((part / "metrics.csv").open()) if r["split"] == "val"]
+    assert [int(r["step"]) for r in rows if r["name"] == "dice"] == [3, 6]  # no duplicated rows
+
+
+def test_existing_run_folder_is_not_overwritten(msd_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "mine.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="already exists"):
+        Trainer(_cfg(msd_dataset), run)
+    with pytest.raises(ConfigError, match="refusing"):
+        Trainer(_cfg(msd_dataset), run, overwrite=True)
+    assert (run / "mine.txt").read_text() == "precious"
+
+
+def test_bad_dataset_stops_before_training(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    root = write_msd(tmp_path / "ds", n_cases=6)
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), str(root / "labelsTr" / "case01.nii.gz"))
+    run = tmp_path / "run"
+    with pytest.raises(DatasetError, match="case01"):
+        Trainer(_cfg(root), run).fit()
+    assert not (run / "checkpoint_latest.pt").exists()
+
+
+class _NaNMethod(Supervised):
+    name = "test_nan"
+
+    def training_step(self, labeled, unlabeled, step):
+        out = super().training_step(labeled, unlabeled, step)
+        if step in (1, 3, 4, 5, 6, 7):
+            out["ce"] = out["ce"] * math.nan
+            out["loss"] = out["loss"] * math.nan
+        return out
+
+
+register_method(_NaNMethod)
+
+
+def test_non_finite_loss_skips_step_and_aborts(msd_dataset, tmp_path, caplog):
+    cfg = _cfg(msd_dataset, ["method.name=test_nan", "train.max_bad_steps=3", "train.iterations=10"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    with pytest.raises(TrainingAborted, match="3 steps in a row"):
+        trainer.fit()
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "step 2: non-finite value in loss, ce; step skipped (1 in a row)" in log
+    assert "(1 in a row)" in log and "(3 in a row)" in log
+
+
+def test_unknown_method_param_rejected_before_work(msd_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="valid params: ce_weight, dice_weight"):
+        Trainer(_cfg(msd_dataset, ["method.params={ce_wieght: 1}"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,47 @@
+import torch
+import torch.nn.functional as F
+
+from semiseg.losses import ce_dice_loss, cross_entropy, dice_loss, one_hot
+
+
+def test_dice_loss_hand_computed():
+    # two classes, 4 voxels, batch 1
+    probs = torch.tensor([[[0.9, 0.2, 0.6, 0.1], [0.1, 0.8, 0.4, 0.9]]])  # (1, 2, 4)
+    target = torch.tensor([[0, 1, 1, 1]])
+    # class 0: inter=0.9, p^2 sum=0.81+0.04+0.36+0.01=1.22, g^2=1 -> 1 - 1.8/2.22
+    # class 1: inter=0.8+0.4+0.9=2.1, p^2=0.01+0.64+0.16+0.81=1.62, g^2=3 -> 1 - 4.2/4.62
+    expected = ((1 - 1.8 / 2.22) + (1 - 4.2 / 4.62)) / 2
+    assert abs(dice_loss(probs, target, eps=0).item() - expected) < 1e-6
+    assert abs(dice_loss(probs, target, eps=0, include_background=False).item() - (1 - 4.2 / 4.62)) < 1e-6
+
+
+def test_dice_loss_soft_target_equals_one_hot_target():
+    probs = torch.softmax(torch.randn(2, 3, 5, 5), 1)
+    lab = torch.randint(0, 3, (2, 5, 5))
+    torch.testing.assert_close(dice_loss(probs, lab), dice_loss(probs, one_hot(lab, 3)))
+
+
+def test_dice_loss_zero_for_perfect_prediction_and_mask():
+    lab = torch.randint(0, 3, (2, 6, 6))
+    assert dice_loss(one_hot(lab, 3), lab).item() < 1e-6
+    probs = torch.softmax(torch.randn(2, 3, 6, 6), 1)
+    mask = torch.zeros(2, 6, 6, dtype=torch.bool)
+    mask[:, :3] = True
+    expected = dice_loss(probs[:, :, :3], lab[:, :3])
+    torch.testing.assert_close(dice_loss(probs, lab, mask=mask), expected)
+
+
+def test_cross_entropy_soft_and_masked():
+    logits = torch.randn(2, 3, 4, 4)
+    lab = torch.randint(0, 3, (2, 4, 4))
+    torch.testing.assert_close(cross_entropy(logits, lab), cross_entropy(logits, one_hot(lab, 3)))
+    mask = torch.rand(2, 4, 4) > 0.5
+    per = F.cross_entropy(logits, lab, reduction="none")
+    torch.testing.assert_close(cross_entropy(logits, lab, mask), per[mask].mean())
+
+
+def test_ce_dice_weights():
+    logits = torch.randn(2, 3, 4, 4)
+    lab = torch.randint(0, 3, (2, 4, 4))
+    loss, terms = ce_dice_loss(logits, lab, 0.5, 0.5)
+    torch.testing.assert_close(loss, 0.5 * terms["ce"] + 0.5 * terms["dice"])

@@ -1,0 +1,70 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from semiseg.cli import main
+from tests.conftest import tiny_overrides, write_msd
+
+
+def test_help_and_list(capsys):
+    assert main(["--help"]) == 0
+    assert main(["list", "methods"]) == 0
+    assert "supervised" in capsys.readouterr().out
+    assert main(["list", "networks"]) == 0
+    assert capsys.readouterr().out.split() == ["unet", "vnet"]
+
+
+def test_usage_and_config_errors_exit_2(capsys):
+    assert main(["bogus"]) == 2
+    assert main(["train", "synthbrain2d_supervised", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.lrr'" in err and "Traceback" not in err
+
+
+def test_verify_exit_codes(tmp_path, capsys):
+    root = write_msd(tmp_path / "ds", n_cases=3)
+    assert main(["verify", str(root)]) == 0
+    assert "ok: every check passed" in capsys.readouterr().out
+    (root / "labelsTr" / "case02.nii.gz").unlink()
+    assert main(["verify", str(root)]) == 3
+    assert "case02" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate_round_trip(tmp_path, capsys):
+    root = write_msd(tmp_path / "ds", n_cases=6, spacing=(2.0, 1.0, 0.5))
+    run = tmp_path / "run"
+    assert main(["train", "synthbrain2d_supervised", *tiny_overrides(root), "--run-dir", str(run)]) == 0
+    assert main(["train", "synthbrain2d_supervised", *tiny_overrides(root), "--run-dir", str(run)]) == 2  # exists
+    inp = root / "imagesTr"
+    assert main(["predict", str(run), str(inp), str(inp / "out")]) == 2  # never into the input folder
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), str(inp), str(out)]) == 0
+    src = nib.load(str(inp / "case00_0000.nii.gz"))
+    pred = nib.load(str(out / "case00.nii.gz"))
+    assert pred.shape == src.shape
+    np.testing.assert_allclose(pred.affine, src.affine)
+    assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
+    assert main(["predict", str(run), str(inp), str(out)]) == 2  # no silent overwrite
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(root / "labelsTr"), "--dataset-json", str(root / "dataset.json"),
+                 "--out", str(tmp_path / "ev")]) == 0
+    text = capsys.readouterr().out
+    assert "outer" in text and "whole" in text and (tmp_path / "ev" / "scores.csv").is_file()
+    assert main(["evaluate", str(run)]) == 0
+    assert (run / "eval_test" / "summary.csv").is_file()
+
+
+def test_evaluate_png_with_threshold(tmp_path, capsys):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "g").mkdir()
+    m = np.zeros((10, 10), np.uint8)
+    m[2:6, 2:6] = 255
+    Image.fromarray(m).save(tmp_path / "g" / "a.png")
+    Image.fromarray(m).save(tmp_path / "p" / "a.png")
+    assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "g"), "--threshold", "127", "--out", str(tmp_path / "e")]) == 0
+    assert "1.0000" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "g"), "--metrics", "dice,hd100"]) == 2

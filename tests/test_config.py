@@ -1,0 +1,53 @@
+import pytest
+
+from semiseg.config import apply_overrides, list_presets, load_config, validate_config
+from semiseg.errors import ConfigError
+
+
+def test_every_preset_validates():
+    assert "synthbrain2d_supervised" in list_presets()
+    for name in list_presets():
+        cfg = load_config(name)
+        assert len(cfg.data.patch_size) == cfg.data.spatial_dims
+
+
+def test_dotted_overrides_are_parsed_as_yaml():
+    cfg = load_config("synthbrain2d_supervised", ["optim.lr=0.05", "data.patch_size=[64,64]", "network.kwargs={features: [8, 16]}"])
+    assert cfg.optim.lr == 0.05
+    assert cfg.data.patch_size == [64, 64]
+    assert cfg.network.kwargs == {"features": [8, 16]}
+
+
+def test_unknown_key_lists_valid_keys_and_suggests():
+    with pytest.raises(ConfigError) as exc:
+        load_config("synthbrain2d_supervised", ["optim.lrr=0.1"])
+    msg = str(exc.value)
+    assert "unknown key 'optim.lrr'" in msg and "did you mean 'lr'" in msg and "weight_decay" in msg
+
+
+def test_bad_value_and_bad_override_syntax():
+    with pytest.raises(ConfigError, match="train.iterations"):
+        load_config("synthbrain2d_supervised", ["train.iterations=many"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config("synthbrain2d_supervised", ["optim.lr"])
+    with pytest.raises(ConfigError, match="patch_size"):
+        load_config("synthbrain2d_supervised", ["data.spatial_dims=3"])
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(ConfigError, match="synthbrain2d_supervised"):
+        load_config("no_such_preset")
+
+
+def test_extends_merges_over_base(tmp_path):
+    f = tmp_path / "child.yaml"
+    f.write_text("extends: synthbrain2d_supervised\noptim: {lr: 0.123}\n")
+    cfg = load_config(f)
+    assert cfg.optim.lr == 0.123 and cfg.optim.name == "adam" and cfg.data.spatial_dims == 2
+
+
+def test_apply_overrides_creates_nested():
+    d = apply_overrides({}, ["a.b.c=3"])
+    assert d == {"a": {"b": {"c": 3}}}
+    with pytest.raises(ConfigError, match="unknown key 'a'"):
+        validate_config(d)
