@@ -181,7 +181,7 @@ class Trainer:
 
     def _load_latest(self) -> None:
         path = self.run_dir / "checkpoint_latest.pt"
-        ckpt = load_checkpoint(path, self.device)
+        ckpt = load_checkpoint(path, "cpu")  # RNG states must stay on the CPU; load_state_dict moves the rest
         self.method.load_state_dict(ckpt["method_state"])
         for n, o in self.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][n])
