@@ -235,13 +235,17 @@ class Trainer:
             raise NonFiniteLoss([f"loss passed to optimizer '{name}'"])
         opt = self.optimizers[name]
         self.scaler.scale(loss).backward()
+        self._clip_and_step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    def _clip_and_step(self, opt: torch.optim.Optimizer) -> None:
+        """Unscale and clip (when ``optim.grad_clip``) then step one optimizer through the AMP scaler."""
         if self.cfg.optim.grad_clip:
             self.scaler.unscale_(opt)
             params = [p for g in opt.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
         self.scaler.step(opt)
-        self.scaler.update()
-        opt.zero_grad(set_to_none=True)
 
     def _zero_all(self) -> None:
         for o in self.optimizers.values():
@@ -262,11 +266,7 @@ class Trainer:
                 loss = out["loss"]
                 self.scaler.scale(loss).backward()
                 for opt in self.optimizers.values():
-                    if self.cfg.optim.grad_clip:
-                        self.scaler.unscale_(opt)
-                        params = [p for g in opt.param_groups for p in g["params"]]
-                        torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-                    self.scaler.step(opt)
+                    self._clip_and_step(opt)
                 self.scaler.update()
                 self._zero_all()
         except NonFiniteLoss as exc:
