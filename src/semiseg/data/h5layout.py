@@ -6,9 +6,8 @@ for validation/test and ``data/CASE_slice_K.h5`` 2D slices for training, with
 is rebuilt by stacking its slices in index order).
 
 Left atrium (UA-MT): each list entry is a folder holding one h5 (``case_file``,
-e.g. ``mri_norm2.h5``). Spacing is not stored in these files: metrics are in
-voxel units unless the config's ``spacing`` says otherwise (the literature
-reports voxel units).
+e.g. ``mri_norm2.h5``). Spacing is not stored in these files: cases get unit
+spacing, so distances are in voxels, as the literature reports them on this layout.
 """
 
 from __future__ import annotations
