@@ -109,8 +109,10 @@ def write_nifti_like(array: np.ndarray, path: Path, meta: dict[str, Any]) -> Non
         header = header.copy()
         header.set_data_dtype(data.dtype)
         header.set_data_shape(data.shape)
-    img = nib.Nifti1Image(data, meta.get("affine", np.eye(4)), header=header)
-    img.set_qform(meta.get("affine", np.eye(4)), code=1) if header is None else None
+    affine = meta.get("affine", np.eye(4))
+    img = nib.Nifti1Image(data, affine, header=header)
+    if header is None:
+        img.set_qform(affine, code=1)
     nib.save(img, str(path))
 
 
