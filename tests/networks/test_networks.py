@@ -17,15 +17,19 @@ def build(name, dims, kwargs, in_channels=1, num_classes=3):
     return create_network(name, spatial_dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs).eval()
 
 
+def net_and_input(name, dims):
+    """The registered network of a CASES entry and a random batch of its input shape."""
+    spec = CASES[(name, dims)]
+    return build(name, dims, spec["kwargs"]), torch.randn(*spec["shape"])
+
+
 def test_every_registered_network_is_covered():
     assert {n for n, _ in CASES} == set(list_networks())
 
 
 @pytest.mark.parametrize("name,dims", sorted(CASES))
 def test_shapes_and_layer_k_resume_equals_forward(name, dims):
-    spec = CASES[(name, dims)]
-    net = build(name, dims, spec["kwargs"])
-    x = torch.randn(*spec["shape"])
+    net, x = net_and_input(name, dims)
     with torch.no_grad():
         y = net(x)
         assert y.shape == (x.shape[0], 3) + x.shape[2:]
@@ -37,9 +41,7 @@ def test_shapes_and_layer_k_resume_equals_forward(name, dims):
 
 @pytest.mark.parametrize("name,dims", sorted(CASES))
 def test_feature_info_matches_taps(name, dims):
-    spec = CASES[(name, dims)]
-    net = build(name, dims, spec["kwargs"])
-    x = torch.randn(*spec["shape"])
+    net, x = net_and_input(name, dims)
     with torch.no_grad():
         logits, taps = net.forward_intermediates(x)
     info = net.feature_info
