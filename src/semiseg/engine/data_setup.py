@@ -10,7 +10,6 @@ from semiseg.config.schema import RunConfig
 from semiseg.data.case import Case
 from semiseg.data.layout import Layout, open_layout
 from semiseg.data.preprocessing import preprocess_case
-from semiseg.data.splits import Splits, make_splits
 from semiseg.data.verify import verify_dataset
 from semiseg.errors import ConfigError
 from semiseg.networks import SegmentationNetwork, create_network
@@ -66,6 +65,3 @@ def check_patch_size(cfg: RunConfig, net: SegmentationNetwork) -> None:
             f"data.patch_size {cfg.data.patch_size}: every size must be divisible by {net.size_divisor} for network '{cfg.network.name}'"
         )
 
-
-def splits_for(cfg: RunConfig, layout: Layout) -> Splits:
-    return make_splits(layout.refs(), cfg.split)

@@ -21,11 +21,11 @@ from semiseg import __version__
 from semiseg.config import RunConfig, dump_config, load_config
 from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
-from semiseg.data.splits import Splits
+from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
 from semiseg.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from semiseg.engine.data_setup import (
-    check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout, splits_for,
+    check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout,
 )
 from semiseg.engine.optim import build_optimizer, build_scheduler
 from semiseg.engine.run_dir import close_logger, is_main_process, prepare_run_dir, setup_logger, write_environment
@@ -94,7 +94,7 @@ class Trainer:
         if self._resuming and splits_path.is_file():
             self.splits = Splits.load(splits_path)
         else:
-            self.splits = splits_for(cfg, layout)
+            self.splits = make_splits(layout.refs(), cfg.split)
             self.splits.save(splits_path)
             write_environment(self.run_dir, str(self.device))
         s = self.splits
