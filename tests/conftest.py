@@ -81,3 +81,25 @@ def tiny_overrides(root: Path, spatial_dims: int = 2) -> list[str]:
     if spatial_dims == 2:
         return common + ["data.patch_size=[32,32]", "network.kwargs={features: [4, 8, 16]}"]
     return common + ["data.patch_size=[16,16,16]", "network.kwargs={n_filters: 2}"]
+
+
+def crash_then_resume(method_cls, make_cfg, run_dir: Path, monkeypatch: pytest.MonkeyPatch, crash_step: int = 4) -> int:
+    """Train until ``method_cls.training_step`` is called at ``crash_step`` (a simulated crash after the
+    checkpoint before it), then ``semiseg resume`` the run to the end. Returns the step it resumed from."""
+    from semiseg.engine.checkpoint import load_checkpoint
+    from semiseg.engine.trainer import Trainer
+
+    original = method_cls.training_step
+
+    def crash(self, labeled, unlabeled, step):
+        if step == crash_step:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, labeled, unlabeled, step)
+
+    monkeypatch.setattr(method_cls, "training_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(make_cfg(), run_dir).fit()
+    resumed_from = int(load_checkpoint(run_dir / "checkpoint_latest.pt")["step"])
+    monkeypatch.setattr(method_cls, "training_step", original)
+    Trainer.resume(run_dir).fit()
+    return resumed_from

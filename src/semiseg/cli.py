@@ -1,4 +1,4 @@
-"""Command line: ``semiseg verify | train | resume | predict | evaluate | demo | list``.
+"""Command line: ``semiseg verify | train | resume | predict | evaluate | demo | benchmark | list``.
 
 Exit codes: 0 success, 1 other failure, 2 usage or configuration error,
 3 dataset error. Errors print one message without a traceback unless ``--debug``.
@@ -100,6 +100,12 @@ def cmd_demo(a: argparse.Namespace) -> None:
     run_demo(Path(a.out), a.overrides)
 
 
+def cmd_benchmark(a: argparse.Namespace) -> None:
+    from semiseg.benchmark import run_benchmark
+
+    run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs)
+
+
 def cmd_list(a: argparse.Namespace) -> None:
     if a.what == "methods":
         from semiseg.methods import list_methods
@@ -163,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/demo", help="demo folder (runs and report)")
     s.add_argument("overrides", **ov)
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("benchmark", help="a grid of runs (methods x labeled counts x seeds), resumable; one results table")
+    s.add_argument("config", help="benchmark YAML (see benchmarks/)")
+    s.add_argument("overrides", nargs="*", default=[], help="dotted overrides applied to every run")
+    s.add_argument("--output", help="grid folder (default: the file's 'output', else runs/benchmarks/NAME)")
+    s.add_argument("--jobs", type=int, help="runs trained side by side (default: the file's 'jobs')")
+    s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("list", help="list methods, networks, datasets or presets")
     s.add_argument("what", choices=["methods", "networks", "datasets", "presets"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from semiseg.config import RunConfig, load_config
-from semiseg.engine.trainer import Trainer
+from semiseg.engine.trainer import run_or_resume
 from semiseg.evaluation.report import box_plot, comparison_table, markdown_table, overlay_png, text_table
 from semiseg.evaluation.run_eval import evaluate_run
 
@@ -26,25 +26,6 @@ DEMO_RUNS = {
     "lower_bound": ["split.labeled=2"],
     "upper_bound": ["split.all_labeled=true"],
 }
-
-
-def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Train a run, resume it when interrupted, or skip it when ``checkpoint_final.pt`` exists.
-
-    A folder holding a run with a different configuration is an error (never overwritten).
-    """
-    from semiseg.config import dump_config
-    from semiseg.errors import ConfigError
-
-    if (run_dir / "config.yaml").is_file():
-        if (run_dir / "config.yaml").read_text() != dump_config(cfg):
-            raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
-        if (run_dir / "checkpoint_final.pt").is_file():
-            return {"skipped": True}
-        if (run_dir / "checkpoint_latest.pt").is_file():
-            return Trainer.resume(run_dir).fit()
-        return Trainer(cfg, run_dir, overwrite=True).fit()
-    return Trainer(cfg, run_dir).fit()
 
 
 def run_demo(out: Path, overrides: list[str] | None = None, say: Any = print) -> dict[str, Any]:

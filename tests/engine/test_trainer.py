@@ -10,7 +10,7 @@ from semiseg.engine.trainer import Trainer, TrainingAborted
 from semiseg.errors import ConfigError, DatasetError
 from semiseg.methods import register_method
 from semiseg.methods.supervised import Supervised
-from tests.conftest import tiny_overrides, write_msd
+from tests.conftest import crash_then_resume, tiny_overrides, write_msd
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +44,7 @@ def test_resume_equals_uninterrupted(msd_dataset, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     Trainer(_cfg(msd_dataset), straight).fit()
     part = tmp_path / "part"
-    original = Supervised.training_step
-
-    def crash_at_4(self, labeled, unlabeled, step):
-        if step == 4:
-            raise KeyboardInterrupt("simulated crash after the step-3 checkpoint")
-        return original(self, labeled, unlabeled, step)
-
-    monkeypatch.setattr(Supervised, "training_step", crash_at_4)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(_cfg(msd_dataset), part).fit()
-    assert load_checkpoint(part / "checkpoint_latest.pt")["step"] == 3
-    monkeypatch.setattr(Supervised, "training_step", original)
-    Trainer.resume(part).fit()
+    assert crash_then_resume(Supervised, lambda: _cfg(msd_dataset), part, monkeypatch) == 3
     a = load_checkpoint(straight / "checkpoint_final.pt")
     b = load_checkpoint(part / "checkpoint_final.pt")
     assert a["step"] == b["step"] == 6

@@ -132,7 +132,8 @@ class MethodConfig(_Strict):
     name: str = "supervised"
     params: dict[str, Any] = Field(default_factory=dict)
     init_from: str | None = None
-    """Checkpoint whose inference network initialises the method's networks (e.g. ROAM's pre-trained model)."""
+    """Checkpoint file, or run folder (its best checkpoint), whose inference network initialises the method's
+    networks (e.g. ROAM's pre-trained model)."""
 
 
 class OptimConfig(_Strict):

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from semiseg.errors import ConfigError
+
 CHECKPOINT_FORMAT = 1
 
 
@@ -28,8 +30,6 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    from semiseg.errors import ConfigError
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint '{path}' does not exist")
@@ -62,3 +62,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def resolve_checkpoint(model: Path, which: str = "best") -> Path:
+    """A checkpoint file, or a run folder (its ``checkpoint_{which}.pt``, falling back to final)."""
+    model = Path(model)
+    if model.is_dir():
+        for name in (f"checkpoint_{which}.pt", "checkpoint_final.pt"):
+            if (model / name).is_file():
+                return model / name
+        raise ConfigError(f"run folder '{model}' holds no checkpoint_{which}.pt")
+    return model

@@ -23,7 +23,9 @@ from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
-from semiseg.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from semiseg.engine.checkpoint import (
+    CHECKPOINT_FORMAT, load_checkpoint, resolve_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state,
+)
 from semiseg.engine.data_setup import (
     check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout,
 )
@@ -111,7 +113,7 @@ class Trainer:
         self.method = create_method(cfg.method.name, ctx, cfg.method.params)
         check_patch_size(cfg, self.method.inference_network())
         if cfg.method.init_from and not self._resuming:
-            init = load_checkpoint(Path(cfg.method.init_from))
+            init = load_checkpoint(resolve_checkpoint(Path(cfg.method.init_from)))
             self.method.load_initial_weights(init["inference_state"])
             self.logger.info(f"initialised from {cfg.method.init_from} (step {init['step']})")
         if self.method.uses_unlabeled and not needs_unl:
@@ -376,6 +378,22 @@ class Trainer:
                 self.save("latest")
             if self.step >= total:
                 break
+
+
+def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Train a run, resume it when interrupted, or skip it when ``checkpoint_final.pt`` exists.
+
+    A folder holding a run with a different configuration is an error (never overwritten).
+    """
+    if (run_dir / "config.yaml").is_file():
+        if (run_dir / "config.yaml").read_text() != dump_config(cfg):
+            raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
+        if (run_dir / "checkpoint_final.pt").is_file():
+            return {"skipped": True}
+        if (run_dir / "checkpoint_latest.pt").is_file():
+            return Trainer.resume(run_dir).fit()
+        return Trainer(cfg, run_dir, overwrite=True).fit()
+    return Trainer(cfg, run_dir).fit()
 
 
 def write_progress_plot(csv_path: Path, out: Path) -> None:

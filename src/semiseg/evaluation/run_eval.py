@@ -14,7 +14,7 @@ from semiseg.data.case import Case
 from semiseg.data.layout import open_layout
 from semiseg.data.preprocessing import preprocess_case, restore_probabilities
 from semiseg.data.splits import Splits
-from semiseg.engine.checkpoint import load_checkpoint
+from semiseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from semiseg.engine.data_setup import DatasetInfo, network_factory
 from semiseg.errors import ConfigError
 from semiseg.evaluation.inference import predict_probabilities
@@ -29,17 +29,6 @@ class LoadedModel:
     info: DatasetInfo
     checkpoint: Path
     step: int
-
-
-def resolve_checkpoint(model: Path, which: str = "best") -> Path:
-    """A checkpoint file, or a run folder (its ``checkpoint_{which}.pt``, falling back to final)."""
-    model = Path(model)
-    if model.is_dir():
-        for name in (f"checkpoint_{which}.pt", "checkpoint_final.pt"):
-            if (model / name).is_file():
-                return model / name
-        raise ConfigError(f"run folder '{model}' holds no checkpoint_{which}.pt")
-    return model
 
 
 def load_model(model: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:

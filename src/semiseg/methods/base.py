@@ -34,6 +34,27 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SupervisedLossParams(MethodParams):
+    """The weights of the supervised CE + Dice loss every semi-supervised baseline shares."""
+
+    ce_weight: float = 0.5
+    dice_weight: float = 0.5
+
+
+def joint_batch(labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, int]:
+    """Labeled images followed by the unlabeled ones (one forward pass for both) and the labeled count."""
+    x_l = labeled["image"]
+    x = x_l if unlabeled is None else torch.cat([x_l, unlabeled["image"]])
+    return x, x_l.shape[0]
+
+
+def supervised_loss(logits: torch.Tensor, label: torch.Tensor, params: SupervisedLossParams) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``ce_weight * CE + dice_weight * Dice`` of the labeled part (see :func:`semiseg.losses.ce_dice_loss`)."""
+    from semiseg.losses import ce_dice_loss
+
+    return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight)
+
+
 @dataclass
 class MethodContext:
     """What a method may know about the run."""

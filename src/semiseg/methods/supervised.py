@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from semiseg.losses import ce_dice_loss
-from semiseg.methods.base import Method, MethodContext, MethodParams
+from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import SegmentationNetwork
 
 
-class SupervisedParams(MethodParams):
-    ce_weight: float = 0.5
-    dice_weight: float = 0.5
+class SupervisedParams(SupervisedLossParams):
+    pass
 
 
 @register_method
@@ -33,5 +31,5 @@ class Supervised(Method):
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         logits = self.network(labeled["image"])
-        loss, terms = ce_dice_loss(logits, labeled["label"], self.params.ce_weight, self.params.dice_weight)
+        loss, terms = supervised_loss(logits, labeled["label"], self.params)  # type: ignore[arg-type]
         return {"loss": loss, **terms}

@@ -1,0 +1,331 @@
+"""``semiseg benchmark CONFIG``: a grid of runs (methods x labeled counts x seeds) and one results table.
+
+The benchmark file (YAML) names the runs of one *cell* (one labeled count and one seed)::
+
+    name: acdc_cpu
+    output: runs/benchmarks/acdc_cpu
+    labeled: [3, 7]            # split.labeled of each cell (counts or fractions)
+    seeds: [0]
+    jobs: 2                    # runs trained side by side (e.g. two 1-thread runs on 2 cores)
+    overrides: [train.threads=1, data.root=../shared/data/acdc]   # every run
+    lower: lower_bound         # rows for the relative improvement and the bridging coefficient
+    upper: upper_bound
+    runs:
+      lower_bound: {preset: acdc2d_supervised}
+      upper_bound: {preset: acdc2d_supervised, init_from: lower_bound, overrides: [split.all_labeled=true]}
+      roam:        {preset: acdc2d_roam, init_from: lower_bound}
+
+``init_from: RUN`` starts a run from the best checkpoint of run ``RUN`` of the same cell (it waits
+for it). Every run lives in ``OUTPUT/labeled_<n>/seed_<s>/<run>``; a complete run (final
+checkpoint and test evaluation present) is skipped, an interrupted one resumed, so the command
+can be re-run until the grid is complete. Model selection is on validation cases only; each
+run's test cases are scored once, after training. Wall time per run accumulates in
+``benchmark_time.json`` across resumes. Results: ``results.csv`` (one row per run and cell) and
+``results.md`` (mean over seeds per labeled count, with the command, machine and commit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from semiseg.errors import ConfigError, SemisegError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BenchmarkRun(_Strict):
+    preset: str
+    overrides: list[str] = Field(default_factory=list)
+    init_from: str | None = None
+
+
+class BenchmarkConfig(_Strict):
+    name: str
+    output: str | None = None
+    labeled: list[int | float]
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    jobs: int = 1
+    overrides: list[str] = Field(default_factory=list)
+    runs: dict[str, BenchmarkRun]
+    lower: str | None = None
+    upper: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchmarkConfig":
+        names = set(self.runs)
+        for n, r in self.runs.items():
+            if r.init_from is not None and r.init_from not in names:
+                raise ValueError(f"run '{n}': init_from '{r.init_from}' is not a run of this benchmark ({', '.join(sorted(names))})")
+        for role in ("lower", "upper"):
+            v = getattr(self, role)
+            if v is not None and v not in names:
+                raise ValueError(f"{role} '{v}' is not a run of this benchmark")
+        if self.jobs < 1:
+            raise ValueError("jobs must be >= 1")
+        _order(self.runs)  # fails on a cycle
+        return self
+
+
+def _order(runs: dict[str, BenchmarkRun]) -> list[str]:
+    """Runs in dependency order (a run after the one it starts from)."""
+    done: list[str] = []
+    pending = dict(runs)
+    while pending:
+        ready = [n for n, r in pending.items() if r.init_from is None or r.init_from in done]
+        if not ready:
+            raise ValueError(f"init_from forms a cycle among {', '.join(sorted(pending))}")
+        for n in ready:
+            done.append(n)
+            del pending[n]
+    return done
+
+
+def load_benchmark(path: Path, extra_overrides: list[str] | None = None) -> BenchmarkConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"benchmark file '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        cfg = BenchmarkConfig.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        msgs = []
+        for e in exc.errors():
+            where = ".".join(map(str, e["loc"]))
+            msgs.append((f"{where}: " if where else "") + e["msg"].removeprefix("Value error, "))
+        raise ConfigError(f"{path}: {'; '.join(msgs)}") from None
+    if extra_overrides:
+        cfg.overrides = list(cfg.overrides) + list(extra_overrides)
+    return cfg
+
+
+def command_line(config: Path, extra: list[str] | None, output: Path | None, jobs: int | None) -> str:
+    parts = ["semiseg benchmark", str(config)] + list(extra or [])
+    if output:
+        parts.append(f"--output {output}")
+    if jobs:
+        parts.append(f"--jobs {jobs}")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Job:
+    run: str
+    labeled: int | float
+    seed: int
+    preset: str
+    overrides: tuple[str, ...]
+    run_dir: Path
+    depends: Path | None
+
+
+def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
+    """Every run of every cell, dependencies first within a cell."""
+    jobs = []
+    for lab in cfg.labeled:
+        for seed in cfg.seeds:
+            cell = output / f"labeled_{lab}" / f"seed_{seed}"
+            for name in _order(cfg.runs):
+                r = cfg.runs[name]
+                dep = cell / r.init_from if r.init_from else None
+                ov = list(cfg.overrides) + list(r.overrides) + [f"split.labeled={lab}", f"seed={seed}", f"name={name}"]
+                if dep is not None:
+                    ov.append(f"method.init_from={dep}")
+                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), cell / name, dep))
+    return jobs
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "eval_test" / "summary.csv").is_file()
+
+
+def execute_job(job: Job) -> dict[str, Any]:
+    """Train (or resume) one run, then score its test cases; runs in a worker process."""
+    import torch
+
+    from semiseg.config import load_config
+    from semiseg.engine.trainer import run_or_resume
+    from semiseg.evaluation.run_eval import evaluate_run
+
+    t0 = time.time()
+    cfg = load_config(job.preset, list(job.overrides))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_or_resume(cfg, job.run_dir)
+    train_s = time.time() - t0
+    evaluate_run(job.run_dir, "test", save_predictions=False)
+    timing_path = job.run_dir / "benchmark_time.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
+    timing["train_s"] += train_s
+    timing["eval_s"] = time.time() - t0 - train_s
+    timing_path.write_text(json.dumps(timing, indent=1))
+    return timing
+
+
+def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
+                  jobs: int | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every missing run of the grid (``jobs`` side by side), score it, write the tables."""
+    cfg = load_benchmark(config, overrides)
+    if jobs:
+        cfg.jobs = jobs
+    command = command_line(config, overrides, output, jobs)
+    out = Path(output or cfg.output or Path("runs") / "benchmarks" / cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = plan(cfg, out)
+    # configuration errors of any run surface before the first one trains
+    from semiseg.config import load_config
+
+    for j in todo:
+        load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+    pending = [j for j in todo if not is_complete(j.run_dir)]
+    say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
+    failed: dict[Path, str] = {}
+    running: dict[Future, Job] = {}
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
+        while pending or running:
+            for j in list(pending):
+                if len(running) >= cfg.jobs:
+                    break
+                if j.depends is not None and j.depends in failed:
+                    failed[j.run_dir] = f"its init_from run {j.depends} failed"
+                    pending.remove(j)
+                    continue
+                if j.depends is not None and not (j.depends / "checkpoint_final.pt").is_file():
+                    continue
+                pending.remove(j)
+                say(f"[{time.time() - t0:7.0f} s] start  {j.run_dir.relative_to(out)}")
+                running[pool.submit(execute_job, j)] = j
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                j = running.pop(f)
+                try:
+                    t = f.result()
+                    say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {t['train_s']:.0f} s)")
+                except Exception as exc:  # a failed run does not stop the runs that do not need it
+                    failed[j.run_dir] = f"{type(exc).__name__}: {exc}"
+                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {exc}")
+    for j in pending:
+        failed.setdefault(j.run_dir, "not started")
+    rows = collect_results(cfg, todo)
+    write_results(cfg, rows, out, command)
+    if failed:
+        lines = "; ".join(f"{p.relative_to(out)}: {m}" for p, m in failed.items())
+        raise SemisegError(f"{len(failed)} run(s) did not complete ({lines}); re-run the same command to resume")
+    say(f"results: {out / 'results.md'}")
+    return {"rows": rows, "output": out}
+
+
+def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any]]:
+    """One row per complete run: per-class and mean test metrics, RI and bridging within its cell."""
+    from semiseg.evaluation.report import comparison_table
+    from semiseg.evaluation.scoring import read_csv
+
+    rows: list[dict[str, Any]] = []
+    cells: dict[tuple[Any, int], list[Job]] = {}
+    for j in jobs:
+        cells.setdefault((j.labeled, j.seed), []).append(j)
+    for (lab, seed), cell in cells.items():
+        results = {j.run: {"summary": read_csv(j.run_dir / "eval_test" / "summary.csv")} for j in cell if is_complete(j.run_dir)}
+        if not results:
+            continue
+        summary = next(iter(results.values()))["summary"]
+        classes = [c for c in dict.fromkeys(s["class"] for s in summary) if c != "mean"]
+        metrics = list(dict.fromkeys(s["metric"] for s in summary))
+        table = comparison_table(results, classes, metrics, lower=cfg.lower, upper=cfg.upper)
+        for row in table:
+            j = next(x for x in cell if x.run == row["run"])
+            timing_path = j.run_dir / "benchmark_time.json"
+            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+            row.update(labeled=lab, seed=seed, train_s=timing.get("train_s", float("nan")),
+                       method=_method_of(j.run_dir))
+            rows.append(row)
+    return rows
+
+
+def _method_of(run_dir: Path) -> str:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return str(cfg.get("method", {}).get("name", ""))
+
+
+def _fmt(values: list[float], digits: int) -> str:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
+
+
+def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
+    """Per labeled count: mean (± s.d. over seeds) of Dice per class and mean, HD95, ASD, RI, bridging, time."""
+    if not rows:
+        return "(no complete runs yet)"
+    classes = [k[len("dice_"):] for k in rows[0] if k.startswith("dice_") and k != "dice_mean"]
+    has = {m: f"{m}_mean" in rows[0] for m in ("hd95", "asd")}
+    out = []
+    for lab in cfg.labeled:
+        sub = [r for r in rows if r["labeled"] == lab]
+        if not sub:
+            continue
+        out += [f"### {lab} labeled", ""]
+        head = ["run", "method"] + [f"Dice {c}" for c in classes] + ["Dice mean"]
+        head += [f"{m.upper()} mean" for m in ("hd95", "asd") if has[m]] + ["RI (Dice)", "bridging", "train time / run"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for name in cfg.runs:
+            rs = [r for r in sub if r["run"] == name]
+            if not rs:
+                out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
+                continue
+            cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
+            cells += [_fmt([r[f"{m}_mean"] for r in rs], 2) for m in ("hd95", "asd") if has[m]]
+            ri = [100 * r["ri_dice"] for r in rs]
+            cells += [(_fmt(ri, 1) + "%") if _fmt(ri, 1) != "-" else "-", _fmt([r["bridging"] for r in rs], 2),
+                      f"{np.mean([r['train_s'] for r in rs]) / 60:.1f} min"]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str) -> None:
+    from semiseg import __version__
+    from semiseg.engine.run_dir import git_hash
+    from semiseg.evaluation.scoring import write_csv
+
+    if rows:
+        write_csv(rows, out / "results.csv")
+    cpu = platform.processor() or platform.machine()
+    md = [f"# Benchmark `{cfg.name}`", "",
+          f"Command: `{command}`", "",
+          f"semiseg {__version__}, commit {git_hash() or 'unknown'}, {platform.platform()}, {cpu}, "
+          f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side.", "",
+          "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
+          "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
+          "HD95/ASD in the data's spacing units.", "",
+          markdown_results(cfg, rows)]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

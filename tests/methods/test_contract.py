@@ -1,0 +1,86 @@
+"""Every registered method honours the Method contract (GUIDE): one step on tiny 2D batches."""
+
+import pytest
+import torch
+
+from semiseg.methods import MethodContext, create_method, get_method_class, list_methods
+from semiseg.networks import create_network
+
+C = 3
+
+
+def builtin_methods() -> list[str]:
+    """The package's methods (tests may register extra ones)."""
+    return [m for m in list_methods() if get_method_class(m).__module__.startswith("semiseg.")]
+
+
+def ctx(total=10):
+    return MethodContext(C, 1, 2, total, lambda: create_network("unet", spatial_dims=2, in_channels=1, num_classes=C,
+                                                                   features=[4, 8, 16]))
+
+
+def batches(n_l=2, n_u=2, size=16):
+    g = torch.Generator().manual_seed(0)
+    lab = {"image": torch.randn(n_l, 1, size, size, generator=g), "label": torch.randint(0, C, (n_l, size, size), generator=g)}
+    unl = {"image": torch.randn(n_u, 1, size, size, generator=g)}
+    return lab, unl
+
+
+class Recorder:
+    """Stands in for the engine's optimize(): backward, then record and clear the grads of that group."""
+
+    def __init__(self, method):
+        self.groups = {n: list(p) for n, p in method.configure_optimizers().items()}
+        self.calls = []
+
+    def __call__(self, loss, name):
+        loss.backward()
+        self.calls.append(name)
+        for p in self.groups[name]:
+            p.grad = None
+
+
+@pytest.mark.parametrize("name", builtin_methods())
+@pytest.mark.parametrize("with_unlabeled", [True, False])
+def test_training_step_contract(name, with_unlabeled):
+    torch.manual_seed(0)
+    m = create_method(name, ctx(), {})
+    m.train()
+    rec = Recorder(m)
+    m.attach_optimize(rec)
+    lab, unl = batches()
+    out = m.training_step(lab, unl if with_unlabeled else None, 5)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    for k, v in out.items():
+        assert torch.isfinite(torch.as_tensor(v)).all(), k
+        if k != "loss":
+            assert not torch.as_tensor(v).requires_grad, f"term {k} must be detached"
+    net = m.inference_network()
+    if m.manual_optimization:
+        assert rec.calls and rec.calls[0] == "main"
+    else:
+        out["loss"].backward()
+        grads = [p.grad for p in net.parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reaches the inference network"
+    m.on_after_step(5)
+    groups = m.configure_optimizers()
+    assert "main" in groups and all(isinstance(p, torch.nn.Parameter) for ps in groups.values() for p in ps)
+    # the whole method state round-trips
+    m2 = create_method(name, ctx(), {})
+    m2.load_state_dict(m.state_dict())
+    for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    assert net.num_classes == C
+
+
+def test_list_methods_has_every_issue_method():
+    assert set(list_methods()) >= {"supervised", "roam", "mean_teacher", "ua_mt", "cps", "pseudo_label",
+                                   "adversarial", "graph_embedding"}
+
+
+@pytest.mark.parametrize("name", [n for n in builtin_methods() if n != "supervised"])
+def test_unknown_param_is_rejected(name):
+    from semiseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid params"):
+        create_method(name, ctx(), {"no_such_param": 1})

@@ -1,0 +1,66 @@
+"""``semiseg benchmark``: a grid that trains, skips complete runs, chains init_from, writes one table."""
+
+import csv
+
+import pytest
+import yaml
+
+from semiseg.benchmark import load_benchmark, plan, run_benchmark
+from semiseg.errors import ConfigError
+from tests.conftest import tiny_overrides
+
+
+def _write(tmp_path, root, runs, **extra):
+    spec = {"name": "tiny", "labeled": [2], "seeds": [0], "jobs": 1, "lower": "lower_bound",
+            "overrides": [o for o in tiny_overrides(root) if not o.startswith("split.labeled")] + ["train.iterations=2", "train.val_every=2"],
+            "runs": runs, **extra}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
+    runs = {"lower_bound": {"preset": "synthbrain2d_supervised"},
+            "roam": {"preset": "synthbrain2d_roam", "init_from": "lower_bound", "overrides": ["train.unlabeled_batch_size=2"]}}
+    path = _write(tmp_path, msd_dataset, runs)
+    out = tmp_path / "grid"
+    said = []
+    res = run_benchmark(path, out, say=said.append)
+    cell = out / "labeled_2" / "seed_0"
+    for r in ("lower_bound", "roam"):
+        assert (cell / r / "checkpoint_final.pt").is_file() and (cell / r / "eval_test" / "summary.csv").is_file()
+        assert (cell / r / "benchmark_time.json").is_file()
+    cfg = yaml.safe_load((cell / "roam" / "config.yaml").read_text())
+    assert cfg["method"]["init_from"] == str(cell / "lower_bound")
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["run"] for r in rows] == ["lower_bound", "roam"]
+    assert float(rows[0]["ri_dice"]) == 0.0
+    md = (out / "results.md").read_text()
+    assert "| roam | roam |" in md and "semiseg benchmark" in md and "commit" in md
+    mtime = (cell / "roam" / "checkpoint_final.pt").stat().st_mtime
+    said.clear()
+    run_benchmark(path, out, say=said.append)
+    assert "2 already complete" in said[0]
+    assert (cell / "roam" / "checkpoint_final.pt").stat().st_mtime == mtime
+    assert len(res["rows"]) == 2
+
+
+def test_bad_benchmark_files(tmp_path, msd_dataset):
+    with pytest.raises(ConfigError, match="not a run of this benchmark"):
+        load_benchmark(_write(tmp_path, msd_dataset, {"a": {"preset": "synthbrain2d_supervised", "init_from": "b"}}))
+    with pytest.raises(ConfigError, match="cycle"):
+        load_benchmark(_write(tmp_path, msd_dataset, {"a": {"preset": "x", "init_from": "b"}, "b": {"preset": "x", "init_from": "a"}},
+                                     lower=None))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_benchmark(tmp_path / "missing.yaml")
+    # a bad override in any run fails before anything trains
+    path = _write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised", "overrides": ["train.nope=1"]}})
+    with pytest.raises(ConfigError, match="nope"):
+        run_benchmark(path, tmp_path / "g", say=lambda s: None)
+    assert not (tmp_path / "g" / "labeled_2").exists()
+
+
+def test_plan_orders_dependencies_first(tmp_path, msd_dataset):
+    cfg = load_benchmark(_write(tmp_path, msd_dataset, {"b": {"preset": "p", "init_from": "a"}, "a": {"preset": "p"}}, lower=None))
+    assert [j.run for j in plan(cfg, tmp_path)] == ["a", "b"]
