@@ -68,3 +68,19 @@ def test_evaluate_png_with_threshold(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "g"), "--threshold", "127", "--out", str(tmp_path / "e")]) == 0
     assert "1.0000" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "g"), "--metrics", "dice,hd100"]) == 2
+
+
+@pytest.mark.slow
+def test_demo_trains_three_rows_and_writes_report(msd_dataset, tmp_path):
+    from semiseg.demo import DEMO_RUNS, run_demo
+    from tests.conftest import tiny_overrides
+
+    out = tmp_path / "demo"
+    res = run_demo(out, tiny_overrides(msd_dataset) + ["train.iterations=2", "train.val_every=2"], say=lambda s: None)
+    assert [r["run"] for r in res["rows"]] == list(DEMO_RUNS) == ["lower_bound", "roam", "upper_bound"]
+    for f in ("report.md", "results.csv", "boxplot.png", "overlays.png"):
+        assert (out / f).is_file(), f
+    import yaml
+
+    assert yaml.safe_load((out / "roam" / "config.yaml").read_text())["method"]["init_from"] == str(out / "lower_bound")
+    assert "- roam: roam, 2 labeled, 2 iterations, from lower_bound" in (out / "report.md").read_text()

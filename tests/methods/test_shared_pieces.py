@@ -60,15 +60,20 @@ def test_mixing_at_every_kappa_with_lambda_one_is_the_plain_forward(name, kw):
             torch.testing.assert_close(out, ref)
 
 
-def test_mix_state_mixes_skips_only_when_asked():
-    net = create_network("unet", spatial_dims=2, in_channels=1, num_classes=2, features=[4, 8, 16]).eval()
-    state = net.forward_to(torch.randn(2, 1, 16, 16), 2)
+@pytest.mark.parametrize("name,kw", [("unet", {"features": [4, 8, 16]}), ("vnet", {"n_filters": 2})])
+def test_mix_state_mixes_the_layer_output_everywhere_and_earlier_skips_when_asked(name, kw):
+    dims = 2 if name == "unet" else 3
+    net = create_network(name, spatial_dims=dims, in_channels=1, num_classes=2, **kw).eval()
+    state = net.forward_to(torch.randn(2, 1, *([16] * dims)), 2)
+    assert len(state.skips) == 2 and state.skips[-1] is state.h  # layer 2 also feeds the decoder
     perm = torch.tensor([1, 0])
     plain = mix_state(state, perm, 0.6, skips=False)
     both = mix_state(state, perm, 0.6, skips=True)
-    torch.testing.assert_close(plain.h, 0.6 * state.h + 0.4 * state.h[perm])
-    torch.testing.assert_close(plain.skips[0], state.skips[0])
-    torch.testing.assert_close(both.skips[0], 0.6 * state.skips[0] + 0.4 * state.skips[0][perm])
+    mixed = lambda t: 0.6 * t + 0.4 * t[perm]  # noqa: E731
+    torch.testing.assert_close(plain.h, mixed(state.h))
+    torch.testing.assert_close(plain.skips[1], mixed(state.h))  # the output of layer kappa, mixed wherever it goes
+    torch.testing.assert_close(plain.skips[0], state.skips[0])  # the skip around kappa keeps the originals
+    torch.testing.assert_close(both.skips[0], mixed(state.skips[0]))
 
 
 def test_ema_update_equals_formula():

@@ -62,5 +62,14 @@ def mix(x: torch.Tensor, perm: torch.Tensor, lam: float) -> torch.Tensor:
 
 
 def mix_state(state: LayerState, perm: torch.Tensor, lam: float, skips: bool) -> LayerState:
-    """Mix the hidden state at layer kappa (and the skip connections when ``skips``) with one pairing."""
-    return state.map(lambda t: mix(t, perm, lam), skips=skips)
+    """Mix the hidden state at layer kappa with one pairing (Eq. 7).
+
+    The output of layer kappa is mixed wherever it goes: ``h`` and, when layer kappa hands its output
+    to the decoder as well (an encoder level of a U-Net), that skip connection too — the same tensor
+    object as ``h``. Skips from layers before kappa "go around" the mixing point and hold the
+    original samples; ``skips=True`` mixes them too with the same lambda and pairing (ROAM Sec. IV-4,
+    Table IV). At kappa = 0 and kappa = L no skip is carried, so both settings agree (ROAM's default set).
+    """
+    h = mix(state.h, perm, lam)
+    out = [mix(t, perm, lam) if skips else (h if t is state.h else t) for t in state.skips]
+    return LayerState(h, out)

@@ -21,8 +21,9 @@ Special cases are presets, not copies: MixMatch (``kappas: [0]``), manifold mixu
 Every member of ``kappas`` is drawn: the counts are kept in ``kappa_counts`` (saved with the
 checkpoint) and each step logs which one it drew (``kappa_<k>`` averages to its frequency).
 
-Choices where the paper is silent: pseudo-labels are guessed with the network in training mode
-(as in MixMatch); ``dice_weight`` (default 0, the paper's CE only) may add a soft Dice term on
+Choices where the paper is silent: pseudo-labels are guessed with the network in evaluation mode
+(``guess_mode: eval``: no dropout, running batch-norm statistics — the model's prediction of Eq. 4;
+``train`` guesses as MixMatch's code does, with dropout active); ``dice_weight`` (default 0, the paper's CE only) may add a soft Dice term on
 the labeled part; beta's ramp-up is linear over ``rampup_fraction`` of the run (MixMatch).
 """
 
@@ -55,6 +56,7 @@ class RoamParams(MethodParams):
     mix_skips: bool = False
     supervised_only: bool = False
     dice_weight: float = 0.0
+    guess_mode: Literal["eval", "train"] = "eval"
 
     @field_validator("kappas")
     @classmethod
@@ -126,7 +128,10 @@ class Roam(Method):
         if use_unl:
             x_u = unlabeled["image"]
             with torch.no_grad():
+                was_training = net.training
+                net.train(p.guess_mode == "train")
                 guess = torch.softmax(net(x_u).float(), dim=1)  # Eq. 4
+                net.train(was_training)
                 y_u = sharpen(guess, p.temperature) if p.sharpen else guess  # Eq. 5
             x = torch.cat([x_l, x_u])
             y = torch.cat([y_l, y_u])
