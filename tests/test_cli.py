@@ -84,3 +84,24 @@ def test_demo_trains_three_rows_and_writes_report(msd_dataset, tmp_path):
 
     assert yaml.safe_load((out / "roam" / "config.yaml").read_text())["method"]["init_from"] == str(out / "lower_bound")
     assert "- roam: roam, 2 labeled, 2 iterations, from lower_bound" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_predict_2d_images_writes_png_of_the_input_size(tmp_path):
+    from tests.data.test_h5_folder2d import make_drive_like
+
+    root = tmp_path / "drive"
+    make_drive_like(root)
+    run = tmp_path / "run"
+    ov = ["data.layout=folder2d", f"data.root={root}", "data.folder2d.images=images", "data.folder2d.labels=manual",
+          r"data.folder2d.id_regex=^(\d+)_", "data.folder2d.label_values={0: 0, 255: 1}", "data.patch_size=[16,16]",
+          "network.kwargs={features: [4, 8, 16]}", "split.labeled=1", "split.val=1", "split.test=1", "split.unlabeled=none",
+          "train.iterations=2", "train.val_every=2", "train.batch_size=2", "train.progress=off",
+          "data.preprocessing.normalize=zscore"]
+    assert main(["train", "synthbrain2d_supervised", *ov, "--run-dir", str(run)]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), str(root / "images"), str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["21_training.png", "22_training.png", "23_training.png"]
+    mask = np.asarray(Image.open(out / "21_training.png"))
+    assert mask.shape == (10, 12) and set(np.unique(mask)) <= {0, 255}

@@ -104,3 +104,15 @@ def test_patch_dataset_shapes_padding_and_foreground():
         assert (s["label"] == 2).sum() == 1  # forced foreground patch contains the voxel
     unl = PatchDataset(_cases(1, labeled=False), (8, 8, 8), False)
     assert set(unl[(0, 1)]) == {"image"}
+
+
+def test_batches_do_not_depend_on_the_number_of_workers():
+    aug = build_augmentation(AugmentationConfig(), 2)
+    lab = SliceDataset(_cases(2), 0, (16, 16), True, aug)
+    unl = SliceDataset(_cases(3, labeled=False), 0, (16, 16), False, aug)
+    serial = [b for _, b in zip(range(3), TwoStreamLoader(lab, unl, 3, 2, seed=4))]
+    parallel = [b for _, b in zip(range(3), TwoStreamLoader(lab, unl, 3, 2, seed=4, num_workers=2))]
+    for (l0, u0), (l1, u1) in zip(serial, parallel):
+        torch.testing.assert_close(l0["image"], l1["image"], rtol=0, atol=0)
+        torch.testing.assert_close(l0["label"], l1["label"], rtol=0, atol=0)
+        torch.testing.assert_close(u0["image"], u1["image"], rtol=0, atol=0)
