@@ -36,6 +36,7 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["run"] for r in rows] == ["lower_bound", "roam"]
     assert float(rows[0]["ri_dice"]) == 0.0
+    assert all(float(r["train_s"]) > 0 for r in rows)
     md = (out / "results.md").read_text()
     assert "| roam | roam |" in md and "semiseg benchmark" in md and "commit" in md
     mtime = (cell / "roam" / "checkpoint_final.pt").stat().st_mtime
@@ -44,6 +45,11 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     assert "2 already complete" in said[0]
     assert (cell / "roam" / "checkpoint_final.pt").stat().st_mtime == mtime
     assert len(res["rows"]) == 2
+    (cell / "roam" / "eval_test" / "summary.csv").unlink()  # an incomplete run: report only tabulates the rest
+    part = run_benchmark(path, out, say=said.append, report_only=True)
+    assert [r["run"] for r in part["rows"]] == ["lower_bound"]
+    assert "| roam | (pending) |" in (out / "results.md").read_text()
+    assert not (cell / "roam" / "eval_test" / "summary.csv").exists()  # nothing was run
 
 
 def test_bad_benchmark_files(tmp_path, msd_dataset):

@@ -179,8 +179,11 @@ def execute_job(job: Job) -> dict[str, Any]:
 
 
 def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
-                  jobs: int | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train every missing run of the grid (``jobs`` side by side), score it, write the tables."""
+                  jobs: int | None = None, say: Callable[[str], None] = print, report_only: bool = False) -> dict[str, Any]:
+    """Train every missing run of the grid (``jobs`` side by side), score it, write the tables.
+
+    ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
+    """
     cfg = load_benchmark(config, overrides)
     if jobs:
         cfg.jobs = jobs
@@ -195,6 +198,11 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
     pending = [j for j in todo if not is_complete(j.run_dir)]
     say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
+    if report_only:
+        rows = collect_results(cfg, todo)
+        write_results(cfg, rows, out, command_line(config, overrides, output, None))
+        say(f"results so far ({len(rows)} of {len(todo)} runs): {out / 'results.md'}")
+        return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
     running: dict[Future, Job] = {}
     t0 = time.time()
@@ -253,12 +261,22 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
         table = comparison_table(results, classes, metrics, lower=cfg.lower, upper=cfg.upper)
         for row in table:
             j = next(x for x in cell if x.run == row["run"])
-            timing_path = j.run_dir / "benchmark_time.json"
-            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-            row.update(labeled=lab, seed=seed, train_s=timing.get("train_s", float("nan")),
-                       method=_method_of(j.run_dir))
+            row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir))
             rows.append(row)
     return rows
+
+
+def train_seconds(run_dir: Path) -> float:
+    """Training wall time of a complete run: the engine's own count (summed over resumes) from the final
+    checkpoint, else the grid's ``benchmark_time.json``; NaN when neither knows."""
+    from semiseg.engine.checkpoint import load_checkpoint
+
+    secs = load_checkpoint(run_dir / "checkpoint_final.pt").get("train_seconds")
+    if secs:
+        return float(secs)
+    timing_path = run_dir / "benchmark_time.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    return float(timing.get("train_s") or float("nan"))
 
 
 def _method_of(run_dir: Path) -> str:
@@ -299,8 +317,9 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
             cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
             cells += [_fmt([r[f"{m}_mean"] for r in rs], 2) for m in ("hd95", "asd") if has[m]]
             ri = [100 * r["ri_dice"] for r in rs]
-            cells += [(_fmt(ri, 1) + "%") if _fmt(ri, 1) != "-" else "-", _fmt([r["bridging"] for r in rs], 2),
-                      f"{np.mean([r['train_s'] for r in rs]) / 60:.1f} min"]
+            ri_text, minutes = _fmt(ri, 1), _fmt([r["train_s"] / 60 for r in rs], 1)
+            cells += [ri_text if ri_text == "-" else f"{ri_text}%", _fmt([r["bridging"] for r in rs], 2),
+                      minutes if minutes == "-" else f"{minutes} min"]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

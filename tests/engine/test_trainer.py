@@ -54,6 +54,7 @@ def test_resume_equals_uninterrupted(msd_dataset, tmp_path, monkeypatch):
     for k in sa:
         torch.testing.assert_close(sb[k]["exp_avg"], sa[k]["exp_avg"], rtol=0, atol=0)
     assert a["best_metric"] == b["best_metric"]
+    assert b["train_seconds"] > load_checkpoint(part / "checkpoint_best.pt")["train_seconds"] > 0  # summed over the resume
     rows = [r for r in csv.DictReader((part / "metrics.csv").open()) if r["split"] == "val"]
     assert [int(r["step"]) for r in rows if r["name"] == "dice"] == [3, 6]  # no duplicated rows
 

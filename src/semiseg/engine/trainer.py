@@ -72,6 +72,7 @@ class Trainer:
         self.best_metric = -math.inf
         self.best_step = -1
         self.bad_steps = 0
+        self.train_seconds = 0.0  # wall time inside the training loop, summed over resumes
         self._resuming = _resuming
 
     @classmethod
@@ -169,6 +170,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_metric": self.best_metric,
             "best_step": self.best_step,
+            "train_seconds": self.train_seconds,
             "rng": rng_state(),
             "config": self.cfg.model_dump(mode="json"),
             "dataset": {"num_classes": self.info.num_classes, "in_channels": self.info.in_channels,
@@ -191,6 +193,7 @@ class Trainer:
             s.load_state_dict(ckpt["schedulers"][n])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_metric, self.best_step = ckpt["step"], ckpt["best_metric"], ckpt["best_step"]
+        self.train_seconds = float(ckpt.get("train_seconds", 0.0))
         set_rng_state(ckpt["rng"])
         self.logger.info(f"resumed from {path} at step {self.step}")
 
@@ -346,6 +349,7 @@ class Trainer:
         total = cfg.train.iterations
         running: dict[str, list[float]] = {}
         t0, s0 = time.time(), self.step
+        tick = t0
         for labeled, unlabeled in loader:
             terms = self._train_step(self._to_device(labeled), self._to_device(unlabeled))  # type: ignore[arg-type]
             for sch in self.schedulers.values():
@@ -374,6 +378,9 @@ class Trainer:
                 msg = (f"step {self.step}/{total}  val dice {val['dice']:.4f}  best {self.best_metric:.4f} @ {self.best_step}"
                        f"  ({rate:.2f} it/s)")
                 self.logger.info(msg)
+            now = time.time()
+            self.train_seconds += now - tick
+            tick = now
             if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
                 self.save("latest")
             if self.step >= total:
