@@ -3,6 +3,7 @@
 The benchmark file (YAML) names the runs of one *cell* (one labeled count and one seed)::
 
     name: acdc_cpu
+    description: what the grid measures (copied into results.md)
     output: runs/benchmarks/acdc_cpu
     labeled: [3, 7]            # split.labeled of each cell (counts or fractions)
     seeds: [0]
@@ -55,6 +56,7 @@ class BenchmarkRun(_Strict):
 
 class BenchmarkConfig(_Strict):
     name: str
+    description: str = ""
     output: str | None = None
     labeled: list[int | float]
     seeds: list[int] = Field(default_factory=lambda: [0])
@@ -333,7 +335,7 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
     if rows:
         write_csv(rows, out / "results.csv")
     cpu = platform.processor() or platform.machine()
-    md = [f"# Benchmark `{cfg.name}`", "",
+    md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
           f"semiseg {__version__}, commit {git_hash() or 'unknown'}, {platform.platform()}, {cpu}, "
           f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side.", "",
