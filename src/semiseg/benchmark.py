@@ -169,8 +169,8 @@ def execute_job(job: Job) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    run_or_resume(cfg, job.run_dir)
-    train_s = time.time() - t0
+    skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
+    train_s = 0.0 if skipped else time.time() - t0
     evaluate_run(job.run_dir, "test", save_predictions=False)
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
@@ -278,7 +278,7 @@ def train_seconds(run_dir: Path) -> float:
         return float(secs)
     timing_path = run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-    return float(timing.get("train_s") or float("nan"))
+    return float(timing["train_s"]) if timing.get("train_s", 0) > 0 else float("nan")
 
 
 def _method_of(run_dir: Path) -> str:
