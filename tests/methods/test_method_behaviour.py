@@ -43,7 +43,7 @@ def test_roam_all_and_phi():
 
 def test_roam_loss_equals_algorithm_1_by_hand():
     """kappa fixed at 2: guess, sharpen, concatenate, mix H at layer 2 and Y, resume, CE + beta MSE."""
-    params = {"kappas": [2], "beta_rampup": "none", "beta": 75.0}
+    params = {"kappas": [2], "beta_rampup": "none", "beta": 75.0, "guess_mode": "eval"}
     m = _eval(create_method("roam", ctx(), params))
     lab, unl = batches()
     torch.manual_seed(11)
@@ -66,8 +66,19 @@ def test_roam_loss_equals_algorithm_1_by_hand():
     assert got["mix_lambda"] == lam >= 0.5
 
 
+def test_roam_guess_mode_sets_the_network_mode_for_the_guess_only():
+    for mode in ("train", "eval"):
+        m = create_method("roam", ctx(), {"guess_mode": mode, "kappas": ["phi"]})
+        m.train()
+        seen = []
+        m.network.register_forward_pre_hook(lambda mod, inp: seen.append(mod.training))  # the guess is the first call
+        lab, unl = batches()
+        m.training_step(lab, unl, 0)
+        assert seen[0] == (mode == "train") and m.network.training  # back in training mode afterwards
+
+
 def test_roam_supervised_only_ignores_unlabeled():
-    m = _eval(create_method("roam", ctx(), {"supervised_only": True}))
+    m = _eval(create_method("roam", ctx(), {"supervised_only": True, "guess_mode": "eval"}))
     assert not m.uses_unlabeled
     lab, unl = batches()
     torch.manual_seed(1)

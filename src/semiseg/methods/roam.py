@@ -21,10 +21,13 @@ Special cases are presets, not copies: MixMatch (``kappas: [0]``), manifold mixu
 Every member of ``kappas`` is drawn: the counts are kept in ``kappa_counts`` (saved with the
 checkpoint) and each step logs which one it drew (``kappa_<k>`` averages to its frequency).
 
-Choices where the paper is silent: pseudo-labels are guessed with the network in evaluation mode
-(``guess_mode: eval``: no dropout, running batch-norm statistics — the model's prediction of Eq. 4;
-``train`` guesses as MixMatch's code does, with dropout active); ``dice_weight`` (default 0, the paper's CE only) may add a soft Dice term on
-the labeled part; beta's ramp-up is linear over ``rampup_fraction`` of the run (MixMatch).
+Choices where the paper is silent: pseudo-labels are guessed with the network in training mode
+(``guess_mode: train``, as MixMatch's code does: batch statistics, dropout active). Guessing in
+evaluation mode (running batch-norm statistics, which drift while the network trains on mixed
+batches) fed back into the targets and collapsed the segmentation on ACDC validation data within
+200 steps (mean Dice 0.45 -> 0.02), where training-mode guesses reached 0.56. ``dice_weight``
+(default 0, the paper's CE only) may add a soft Dice term on the labeled part; beta's ramp-up is
+linear over ``rampup_fraction`` of the run (MixMatch).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class RoamParams(MethodParams):
     mix_skips: bool = False
     supervised_only: bool = False
     dice_weight: float = 0.0
-    guess_mode: Literal["eval", "train"] = "eval"
+    guess_mode: Literal["eval", "train"] = "train"
 
     @field_validator("kappas")
     @classmethod
