@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "$(TORCH)" -e ".[test,itk]"
+	$(PIP) install --quiet "$(TORCH)" -e ".[test,itk,crf]"
 	touch $@
 
 .PHONY: install demo test clean
