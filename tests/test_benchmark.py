@@ -49,6 +49,7 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     part = run_benchmark(path, out, say=said.append, report_only=True)
     assert [r["run"] for r in part["rows"]] == ["lower_bound"]
     assert "| roam | (pending) |" in (out / "results.md").read_text()
+    assert "Runs complete: 1 of 2" in (out / "results.md").read_text()
     assert not (cell / "roam" / "eval_test" / "summary.csv").exists()  # nothing was run
 
 

@@ -328,6 +328,7 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
 
 
 def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str) -> None:
+    total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
     from semiseg import __version__
     from semiseg.engine.run_dir import git_hash
     from semiseg.evaluation.scoring import write_csv
@@ -338,7 +339,8 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
           f"semiseg {__version__}, commit {git_hash() or 'unknown'}, {platform.platform()}, {cpu}, "
-          f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side.", "",
+          f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side. Runs complete: {len(rows)} of {total}"
+          + (" (the grid resumes: re-run the command)." if len(rows) < total else "."), "",
           "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
           "HD95/ASD in the data's spacing units.", "",
