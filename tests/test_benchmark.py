@@ -37,6 +37,7 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     assert [r["run"] for r in rows] == ["lower_bound", "roam"]
     assert float(rows[0]["ri_dice"]) == 0.0
     assert all(float(r["train_s"]) > 0 for r in rows)
+    assert all("commit" in r for r in rows)
     md = (out / "results.md").read_text()
     assert "| roam | roam |" in md and "semiseg benchmark" in md and "commit" in md
     mtime = (cell / "roam" / "checkpoint_final.pt").stat().st_mtime

@@ -263,7 +263,10 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
         table = comparison_table(results, classes, metrics, lower=cfg.lower, upper=cfg.upper)
         for row in table:
             j = next(x for x in cell if x.run == row["run"])
-            row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir))
+            env_path = j.run_dir / "environment.json"
+            commit = json.loads(env_path.read_text()).get("git") if env_path.is_file() else None
+            row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
+                       commit=commit or "")
             rows.append(row)
     return rows
 
@@ -338,7 +341,7 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
     cpu = platform.processor() or platform.machine()
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
-          f"semiseg {__version__}, commit {git_hash() or 'unknown'}, {platform.platform()}, {cpu}, "
+          f"semiseg {__version__}, table written at commit {git_hash() or 'unknown'} (each run's own commit: results.csv), {platform.platform()}, {cpu}, "
           f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side. Runs complete: {len(rows)} of {total}"
           + (" (the grid resumes: re-run the command)." if len(rows) < total else "."), "",
           "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
