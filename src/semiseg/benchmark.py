@@ -39,13 +39,10 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from semiseg.errors import ConfigError, SemisegError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from semiseg.config.schema import _Strict
+from semiseg.errors import ConfigError, SemisegError, validation_summary
 
 
 class BenchmarkRun(_Strict):
@@ -106,11 +103,7 @@ def load_benchmark(path: Path, extra_overrides: list[str] | None = None) -> Benc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     except ValidationError as exc:
-        msgs = []
-        for e in exc.errors():
-            where = ".".join(map(str, e["loc"]))
-            msgs.append((f"{where}: " if where else "") + e["msg"].removeprefix("Value error, "))
-        raise ConfigError(f"{path}: {'; '.join(msgs)}") from None
+        raise ConfigError(f"{path}: {validation_summary(exc)}") from None
     if extra_overrides:
         cfg.overrides = list(cfg.overrides) + list(extra_overrides)
     return cfg
@@ -202,7 +195,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
-        write_results(cfg, rows, out, command_line(config, overrides, output, None))
+        write_results(cfg, rows, out, command)
         say(f"results so far ({len(rows)} of {len(todo)} runs): {out / 'results.md'}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}

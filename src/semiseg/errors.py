@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SemisegError(Exception):
     """Base class of every error a user can cause; ``exit_code`` is what the CLI returns."""
@@ -28,3 +30,12 @@ class DatasetError(SemisegError):
         if self.problems:
             message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(message)
+
+
+def validation_summary(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as ``field: message; ...`` (without pydantic's "Value error, " prefix)."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(map(str, e["loc"]))
+        parts.append((f"{where}: " if where else "") + e["msg"].removeprefix("Value error, "))
+    return "; ".join(parts)

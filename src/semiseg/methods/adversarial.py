@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semiseg.engine.ramps import rampup
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import SegmentationNetwork, conv_nd
@@ -79,7 +78,7 @@ class Adversarial(Method):
         if unlabeled is not None:
             d_u = self.discriminator(x[n_l:], probs[n_l:])
             adv = F.binary_cross_entropy_with_logits(d_u, torch.ones_like(d_u))
-            w = p.adv_weight * rampup(p.adv_rampup, step, p.rampup_fraction * self.ctx.total_iterations)
+            w = self.ramped(p.adv_weight, p.adv_rampup, step)
             loss_s = loss_s + w * adv
             out.update(adv=adv.detach(), adv_weight=torch.tensor(w))
         self.optimize(loss_s, "main")

@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from semiseg.engine.ramps import rampup
 from semiseg.networks.base import SegmentationNetwork
 
 
@@ -90,6 +91,10 @@ class Method(nn.Module):
 
     def inference_network(self) -> SegmentationNetwork:
         raise NotImplementedError
+
+    def ramped(self, weight: float, kind: str, step: int) -> float:
+        """``weight`` times the ramp-up ``kind`` over ``params.rampup_fraction`` of the run's iterations."""
+        return weight * rampup(kind, step, self.params.rampup_fraction * self.ctx.total_iterations)  # type: ignore[attr-defined]
 
     def load_initial_weights(self, state: dict[str, torch.Tensor]) -> None:
         """``method.init_from``: load a pre-trained network into every network this method trains."""

@@ -16,7 +16,6 @@ from typing import Literal
 
 import torch
 
-from semiseg.engine.ramps import rampup
 from semiseg.losses import cross_entropy
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.registry import register_method
@@ -63,6 +62,6 @@ class CPS(Method):
         pseudo_a = la[first:].detach().argmax(1)
         pseudo_b = lb[first:].detach().argmax(1)
         cps = cross_entropy(la[first:], pseudo_b) + cross_entropy(lb[first:], pseudo_a)
-        w = p.cps_weight * rampup(p.cps_rampup, step, p.rampup_fraction * self.ctx.total_iterations)
+        w = self.ramped(p.cps_weight, p.cps_rampup, step)
         loss = sup_a + sup_b + w * cps
         return {"loss": loss, "sup_a": sup_a.detach(), "sup_b": sup_b.detach(), "cps": cps.detach(), "cps_weight": torch.tensor(w)}

@@ -21,7 +21,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from semiseg.engine.ramps import rampup
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import SegmentationNetwork
@@ -104,7 +103,7 @@ class GraphEmbedding(Method):
             f_l, c_l = sample_by_class(feat[:n_l], y_l, c, p.samples_per_class)
             f_u, c_u = sample_by_class(feat[n_l:], pred, c, p.samples_per_class, conf >= p.min_confidence)
             emb = embedding_loss(f_u.float(), c_u, f_l.float(), c_l, p.margin)
-            w = p.embedding_weight * rampup(p.embedding_rampup, step, p.rampup_fraction * self.ctx.total_iterations)
+            w = self.ramped(p.embedding_weight, p.embedding_rampup, step)
             loss = loss + w * emb
             out.update(embedding=emb.detach(), embedding_weight=torch.tensor(w))
         return {"loss": loss, **out}

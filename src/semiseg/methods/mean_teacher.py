@@ -15,7 +15,6 @@ from typing import Literal
 
 import torch
 
-from semiseg.engine.ramps import rampup
 from semiseg.losses import softmax_mse
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.ema import ema_update, make_teacher
@@ -63,8 +62,7 @@ class MeanTeacher(Method):
         self.teacher.load_state_dict(state)
 
     def consistency_weight(self, step: int) -> float:
-        p = self.params
-        return p.consistency * rampup(p.consistency_rampup, step, p.rampup_fraction * self.ctx.total_iterations)  # type: ignore[attr-defined]
+        return self.ramped(self.params.consistency, self.params.consistency_rampup, step)  # type: ignore[attr-defined]
 
     def consistency_target(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         """Teacher probabilities for ``x`` and an optional validity mask (UA-MT overrides this)."""

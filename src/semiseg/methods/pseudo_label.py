@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from semiseg.evaluation.postprocess import dense_crf, largest_component_per_class
-from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
+from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.ema import make_teacher
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import SegmentationNetwork
@@ -87,10 +87,8 @@ class PseudoLabel(Method):
         if r != int(self.round):  # a new round: freeze the current network as the labeler
             self.labeler.load_state_dict(self.network.state_dict())
             self.round.fill_(r)
-        x_l = labeled["image"]
-        n_l = x_l.shape[0]
         active = unlabeled is not None and (bool(self.pretrained) or r > 0)
-        x = torch.cat([x_l, unlabeled["image"]]) if active else x_l
+        x, n_l = joint_batch(labeled, unlabeled if active else None)
         logits = self.network(x)
         sup, terms = supervised_loss(logits[:n_l], labeled["label"], p)
         out: dict[str, torch.Tensor] = dict(terms)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from semiseg.errors import ConfigError
+from semiseg.errors import ConfigError, validation_summary
 from semiseg.methods.base import Method, MethodContext
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -46,8 +46,7 @@ def validate_method_params(name: str, params: dict[str, Any]) -> Any:
         return cls.Params.model_validate(params)
     except ValidationError as exc:
         valid = ", ".join(sorted(cls.Params.model_fields)) or "(none)"
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"method '{name}' params: {msgs}; valid params: {valid}") from None
+        raise ConfigError(f"method '{name}' params: {validation_summary(exc)}; valid params: {valid}") from None
 
 
 def create_method(name: str, ctx: MethodContext, params: dict[str, Any]) -> Method:

@@ -37,7 +37,6 @@ from typing import Literal
 import torch
 from pydantic import field_validator
 
-from semiseg.engine.ramps import rampup
 from semiseg.losses import cross_entropy, dice_loss, one_hot, softmax_mse
 from semiseg.methods.base import Method, MethodContext, MethodParams
 from semiseg.methods.mixup import mix, mix_state, pairing, sample_mix_coefficient, sharpen
@@ -163,7 +162,7 @@ class Roam(Method):
             out["dice"] = dc.detach()
         if use_unl:
             mse = softmax_mse(logits[n_l:], y_mix[n_l:])
-            weight = p.beta * rampup(p.beta_rampup, step, p.rampup_fraction * self.ctx.total_iterations)
+            weight = self.ramped(p.beta, p.beta_rampup, step)
             loss = loss + weight * mse
             out["mse"] = mse.detach()
             out["beta"] = torch.tensor(weight)

@@ -7,8 +7,8 @@ consumed by the decoder). Layer index ``k`` names the state after ``k`` blocks:
 classification head. ``forward_to(x, k)`` runs blocks ``[0, k)`` and
 ``forward_from(state, k)`` runs blocks ``[k, L)`` and the head, so
 ``forward_from(forward_to(x, k), k) == forward(x)`` for every ``k``. A method
-that mixes hidden states at layer k (ROAM, manifold mixup) mixes ``state.h``
-and, optionally, ``state.skips`` with the same coefficient and pairing.
+that mixes hidden states at layer k (ROAM, manifold mixup) does so with
+:func:`semiseg.methods.mixup.mix_state`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ class LayerState:
 
     h: torch.Tensor
     skips: list[torch.Tensor] = field(default_factory=list)
-
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor], skips: bool = True) -> "LayerState":
-        """Apply ``fn`` to ``h`` (and to every skip when ``skips``), e.g. a mixup or a permutation."""
-        return LayerState(fn(self.h), [fn(s) for s in self.skips] if skips else list(self.skips))
 
 
 @dataclass(frozen=True)
