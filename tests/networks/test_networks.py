@@ -9,6 +9,11 @@ CASES = {
     ("unet", 3): dict(kwargs={"features": [4, 8, 16, 32]}, shape=(2, 1, 16, 16, 16)),
     ("vnet", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
     ("vnet", 2): dict(kwargs={"n_filters": 4}, shape=(2, 1, 32, 32)),
+    ("fc_densenet", 2): dict(kwargs={"growth_rate": 4, "first_channels": 8, "down_layers": [2, 2, 3], "bottleneck_layers": 3},
+                             shape=(2, 1, 32, 32)),
+    ("fc_densenet", 3): dict(kwargs={"growth_rate": 4, "first_channels": 8, "down_layers": [1, 2], "bottleneck_layers": 2},
+                             shape=(2, 1, 8, 8, 8)),
+    ("fc_densenet103", 2): dict(kwargs={}, shape=(1, 1, 32, 32)),
 }
 
 
@@ -86,7 +91,7 @@ def test_input_size_error_names_divisor():
 
 
 def test_unknown_network_and_bad_kwargs():
-    with pytest.raises(ConfigError, match="available: unet, vnet"):
+    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, vnet"):
         create_network("resnet")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         create_network("unet", widths=3)
@@ -99,3 +104,27 @@ def test_channels_last_gives_same_output():
         y = net(x)
         net2 = net.to(memory_format=torch.channels_last)
         torch.testing.assert_close(net2(x.contiguous(memory_format=torch.channels_last)), y, rtol=1e-4, atol=1e-4)
+
+
+def test_fc_densenet103_matches_equireg_table_2():
+    """EquiReg Table 2 (224x224 input, ch=4 sequences, C=4 classes): every row's width and resolution."""
+    net = create_network("fc_densenet103", spatial_dims=2, in_channels=4, num_classes=4)
+    rows = [(f.channels, 224 // f.stride) for f in net.feature_info]
+    assert rows == [(4, 224), (48, 224), (112, 112), (192, 56), (304, 28), (464, 14), (656, 7), (240, 7),
+                    (896, 14), (704, 28), (496, 56), (352, 112), (224, 224), (64, 224)]
+    with torch.no_grad():
+        logits, taps = net.eval().forward_intermediates(torch.zeros(1, 4, 224, 224))
+    assert logits.shape == (1, 4, 224, 224)
+    assert [tuple(t.shape[1:]) for t in taps] == [(c, s, s) for c, s in rows[1:]]
+    dense_layers = sum(1 for m in net.modules() if type(m).__name__ == "DenseLayer")
+    assert dense_layers == 4 + 5 + 7 + 10 + 12 + 15 + 12 + 10 + 7 + 5 + 4
+    drops = {m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)}
+    assert drops == {0.2}
+
+
+def test_fc_densenet103_parameter_count_matches_jegou():
+    """Jégou et al. (2017) report 9.4 M parameters for FC-DenseNet103 (RGB input, 11 CamVid classes)."""
+    jegou = create_network("fc_densenet103", in_channels=3, num_classes=11, transition_up="jegou")
+    assert 9.25e6 < sum(p.numel() for p in jegou.parameters()) < 9.45e6
+    thesis = create_network("fc_densenet103", in_channels=3, num_classes=11)
+    assert sum(p.numel() for p in thesis.parameters()) == 9_677_099  # wider transitions up (Table 2)

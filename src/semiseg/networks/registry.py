@@ -24,10 +24,12 @@ def register_network(name: str) -> Callable[[Callable[..., SegmentationNetwork]]
 
 def _ensure_builtin() -> None:
     if not _REGISTRY:
-        from semiseg.networks import unet, vnet
+        from semiseg.networks import densenet, unet, vnet
 
         register_network("unet")(unet.UNet)
         register_network("vnet")(vnet.VNet)
+        register_network("fc_densenet")(densenet.FCDenseNet)
+        register_network("fc_densenet103")(densenet.fc_densenet103)
 
 
 def list_networks() -> list[str]:
