@@ -39,19 +39,19 @@ def cmd_verify(a: argparse.Namespace) -> None:
 
 def cmd_train(a: argparse.Namespace) -> None:
     from semiseg.config import load_config
-    from semiseg.engine.trainer import Trainer
+    from semiseg.engine.trainer import Trainer, describe_best
 
     cfg = load_config(a.config, a.overrides)
     out = Path(a.run_dir) if a.run_dir else Path("runs") / cfg.name
     result = Trainer(cfg, out, overwrite=a.overwrite).fit()
-    print(f"best validation Dice {result['best_metric']:.4f} at step {result['best_step']}; {out}")
+    print(f"{describe_best(result)}; {out}")
 
 
 def cmd_resume(a: argparse.Namespace) -> None:
-    from semiseg.engine.trainer import Trainer
+    from semiseg.engine.trainer import Trainer, describe_best
 
     result = Trainer.resume(Path(a.run_dir), a.overrides).fit()
-    print(f"best validation Dice {result['best_metric']:.4f} at step {result['best_step']}; {a.run_dir}")
+    print(f"{describe_best(result)}; {a.run_dir}")
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
@@ -73,7 +73,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             raise ConfigError(f"'{pred}' is not a run folder; give a prediction folder and a reference folder")
         from semiseg.evaluation.run_eval import evaluate_run
 
-        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None)
+        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None, equivariance=a.equivariance or None)
         print(format_summary_table(res["summary"], res["metrics"], res["classes"]))
         return
     from semiseg.data.msd import parse_dataset_json
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", default="dice,jaccard,hd95,asd", help=f"comma-separated: {', '.join(METRICS)}")
     s.add_argument("--threshold", type=int, help="binarise labels: value > threshold is class 1 (0/255 PNG masks)")
     s.add_argument("--split", default="test", choices=["test", "val"], help="with a run folder: which split")
+    s.add_argument("--equivariance", action="store_true",
+                   help="with a run folder: also the equivariance Dice under strong transforms (EquiReg)")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("demo", help="the main job on the embedded dataset (< 10 min on 2 CPU cores)")

@@ -110,3 +110,51 @@ def test_unknown_method_param_rejected_before_work(msd_dataset, tmp_path):
     with pytest.raises(ConfigError, match="valid params: ce_weight, dice_weight"):
         Trainer(_cfg(msd_dataset, ["method.params={ce_wieght: 1}"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_select_by_validation_loss_and_early_stop(msd_dataset, tmp_path, monkeypatch):
+    """EquiReg's protocol: keep the lowest validation cross-entropy; stop after `patience` validations without one."""
+    losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
+
+    def fake_validate(self):
+        return {"dice": 0.5, "loss": next(losses)}
+
+    monkeypatch.setattr(Trainer, "validate", fake_validate)
+    cfg = _cfg(msd_dataset, ["eval.select_by=loss", "train.early_stop_patience=2", "train.val_every=1",
+                             "train.iterations=20", "train.checkpoint_every=5"])
+    run = tmp_path / "early"
+    result = Trainer(cfg, run).fit()
+    assert result["best_step"] == 2 and result["best_metric"] == -0.5
+    assert result["stopped_early"] and result["step"] == 4  # validations at 3 and 4 were not better than step 2
+    assert load_checkpoint(run / "checkpoint_best.pt")["step"] == 2
+    assert load_checkpoint(run / "checkpoint_final.pt")["stopped_early"] is True
+    again = Trainer.resume(run).fit()  # an early-stopped run is complete
+    assert again["step"] == 4
+
+
+def test_validation_cross_entropy_by_hand():
+    import numpy as np
+
+    from semiseg.engine.trainer import validation_cross_entropy
+
+    probs = torch.tensor([[[0.8, 0.4]], [[0.2, 0.6]]])  # (C=2, 1, 2)
+    label = np.array([[0, 1]])
+    assert validation_cross_entropy(probs, label) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
+    assert validation_cross_entropy(probs, label, np.array([[False, True]])) == pytest.approx(-math.log(0.6))
+
+
+def test_run_or_resume_accepts_a_folder_written_before_new_options(msd_dataset, tmp_path):
+    """A config.yaml without options added later (they take their defaults) is the same configuration."""
+    import yaml
+
+    from semiseg.engine.trainer import run_or_resume
+
+    cfg = _cfg(msd_dataset, ["train.iterations=2", "train.val_every=2", "train.checkpoint_every=2"])
+    run = tmp_path / "old"
+    run_or_resume(cfg, run)
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    del stored["train"]["early_stop_patience"], stored["eval"]["select_by"]
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert run_or_resume(cfg, run) == {"skipped": True}
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_or_resume(_cfg(msd_dataset, ["train.iterations=3"]), run)

@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +48,27 @@ def test_ce_dice_weights():
     lab = torch.randint(0, 3, (2, 4, 4))
     loss, terms = ce_dice_loss(logits, lab, 0.5, 0.5)
     torch.testing.assert_close(loss, 0.5 * terms["ce"] + 0.5 * terms["dice"])
+
+
+def test_kl_divergence_zero_for_identical_and_equals_hand_computation():
+    from semiseg.losses import kl_divergence
+
+    logits = torch.tensor([[[[0.0, 1.0]], [[2.0, -1.0]]]])  # (1, 2 classes, 1, 2)
+    assert float(kl_divergence(torch.softmax(logits, 1), logits)) == pytest.approx(0.0, abs=1e-7)
+    t = torch.tensor([[[[0.25, 1.0]], [[0.75, 0.0]]]])
+    q = torch.softmax(logits, 1)
+    pixel0 = 0.25 * math.log(0.25 / q[0, 0, 0, 0]) + 0.75 * math.log(0.75 / q[0, 1, 0, 0])
+    pixel1 = 1.0 * math.log(1.0 / q[0, 0, 0, 1])  # 0 log 0 = 0
+    assert float(kl_divergence(t, logits)) == pytest.approx((pixel0 + pixel1) / 2, rel=1e-6)
+    mask = torch.tensor([[[True, False]]])
+    assert float(kl_divergence(t, logits, mask)) == pytest.approx(pixel0, rel=1e-6)
+
+
+def test_kl_divergence_masked_pixels_carry_no_gradient():
+    from semiseg.losses import kl_divergence
+
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.softmax(torch.randn(2, 3, 4, 4), 1)
+    mask = torch.rand(2, 4, 4) > 0.5
+    kl_divergence(target, logits, mask).backward()
+    assert (logits.grad.abs().sum(1)[~mask] == 0).all() and (logits.grad.abs().sum(1)[mask] > 0).all()

@@ -177,6 +177,8 @@ class TrainConfig(_Strict):
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
+    early_stop_patience: int | None = None
+    """Stop when this many validations in a row bring no better selection score (None: train every iteration)."""
 
 
 class EvalConfig(_Strict):
@@ -190,7 +192,13 @@ class EvalConfig(_Strict):
     val_metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd"]] = Field(
         default_factory=lambda: ["dice"]
     )
-    """Metrics computed at each validation (model selection uses mean Dice)."""
+    """Metrics computed at each validation (mean Dice and cross-entropy are always computed)."""
+    equivariance: bool = False
+    """Also score the equivariance Dice (EquiReg Sec. 7) of the evaluated cases under strong transforms."""
+    equivariance_seed: int = 0
+    select_by: Literal["dice", "loss"] = "dice"
+    """Keep the checkpoint with the best mean validation Dice, or the lowest validation cross-entropy
+    (EquiReg Sec. 7: "the model version with the lowest categorical cross-entropy loss on the validation set")."""
 
 
 class RunConfig(_Strict):

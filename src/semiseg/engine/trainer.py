@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from semiseg import __version__
-from semiseg.config import RunConfig, dump_config, load_config
+import yaml
+
+from semiseg.config import RunConfig, dump_config, load_config, validate_config
 from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
@@ -71,6 +73,7 @@ class Trainer:
         self.step = 0
         self.best_metric = -math.inf
         self.best_step = -1
+        self.stopped_early = False
         self.bad_steps = 0
         self.train_seconds = 0.0  # wall time inside the training loop, summed over resumes
         self._resuming = _resuming
@@ -170,6 +173,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_metric": self.best_metric,
             "best_step": self.best_step,
+            "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
             "rng": rng_state(),
             "config": self.cfg.model_dump(mode="json"),
@@ -194,6 +198,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_metric, self.best_step = ckpt["step"], ckpt["best_metric"], ckpt["best_step"]
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.stopped_early = bool(ckpt.get("stopped_early", False))
         set_rng_state(ckpt["rng"])
         self.logger.info(f"resumed from {path} at step {self.step}")
 
@@ -290,16 +295,18 @@ class Trainer:
     # --------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
         net = self.method.inference_network()
-        rows = []
+        rows: list[dict[str, Any]] = []
+        losses: list[float] = []
         for case in self.val_cases:
             probs = predict_probabilities(
                 net, case.image, self.cfg.data.spatial_dims, self.cfg.data.patch_size, self.cfg.eval,
                 self.cfg.data.slice_axis, self.device, self.channels_last,
             )
             pred = probs.argmax(0).numpy()
+            losses.append(validation_cross_entropy(probs, case.label, case.meta.get("fov")))
             rows += score_case(case.case_id, pred, case.label, self.info.class_names, case.spacing,
                                self.cfg.eval.val_metrics, None, case.meta.get("fov"))
-        out = {"dice": mean_dice(rows)}
+        out = {"dice": mean_dice(rows), "loss": float(np.mean(losses))}
         for m in self.cfg.eval.val_metrics:
             if m != "dice":
                 out[m] = float(np.mean([r[m] for r in rows]))
@@ -320,9 +327,9 @@ class Trainer:
     def _loop(self) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.train.iterations
-        if self.step >= total:
-            self.logger.info(f"run already complete ({self.step}/{total} iterations)")
-            return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step}
+        if self.step >= total or self.stopped_early:
+            self.logger.info(f"run already complete ({self.step}/{total} iterations{', stopped early' if self.stopped_early else ''})")
+            return self._result()
         lab_ds, unl_ds = self.datasets
         loader = TwoStreamLoader(lab_ds, unl_ds, cfg.train.batch_size, cfg.train.unlabeled_batch_size, cfg.seed,
                                  start_step=self.step, num_workers=cfg.train.num_workers)
@@ -341,8 +348,12 @@ class Trainer:
             bar.close()
         self.save("final")
         write_progress_plot(self.csv_path, self.run_dir / "progress.png")
-        self.logger.info(f"done: best validation dice {self.best_metric:.4f} at step {self.best_step}; run folder {self.run_dir}")
-        return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step}
+        self.logger.info(f"done: {describe_best(self._result())}; run folder {self.run_dir}")
+        return self._result()
+
+    def _result(self) -> dict[str, Any]:
+        return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step,
+                "select_by": self.cfg.eval.select_by, "stopped_early": self.stopped_early}
 
     def _iterate(self, loader: TwoStreamLoader, bar: Any) -> None:
         cfg = self.cfg
@@ -370,21 +381,47 @@ class Trainer:
             if self.step % cfg.train.val_every == 0 or self.step == total:
                 val = self.validate()
                 self._log_scalars(self.step, "val", val)
-                improved = val["dice"] > self.best_metric
-                if improved:
-                    self.best_metric, self.best_step = val["dice"], self.step
+                score = selection_score(val, cfg.eval.select_by)
+                if score > self.best_metric:
+                    self.best_metric, self.best_step = score, self.step
                     self.save("best")
                 rate = (self.step - s0) / max(time.time() - t0, 1e-6)
-                msg = (f"step {self.step}/{total}  val dice {val['dice']:.4f}  best {self.best_metric:.4f} @ {self.best_step}"
-                       f"  ({rate:.2f} it/s)")
+                msg = (f"step {self.step}/{total}  val dice {val['dice']:.4f}  val loss {val['loss']:.4f}  "
+                       f"best {cfg.eval.select_by} {abs(self.best_metric):.4f} @ {self.best_step}  ({rate:.2f} it/s)")
                 self.logger.info(msg)
+                patience = cfg.train.early_stop_patience
+                if patience and self.step - self.best_step >= patience * cfg.train.val_every and self.step < total:
+                    self.stopped_early = True
+                    self.logger.info(f"early stop at step {self.step}: no better validation {cfg.eval.select_by} "
+                                     f"in {patience} validations")
             now = time.time()
             self.train_seconds += now - tick
             tick = now
-            if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
+            if self.step % cfg.train.checkpoint_every == 0 or self.step == total or self.stopped_early:
                 self.save("latest")
-            if self.step >= total:
+            if self.step >= total or self.stopped_early:
                 break
+
+
+def validation_cross_entropy(probs: torch.Tensor, label: np.ndarray, fov: np.ndarray | None = None) -> float:
+    """Mean ``-log p(label)`` over the voxels of one case (inside its field of view when given)."""
+    lab = torch.from_numpy(np.asarray(label, dtype=np.int64))
+    nll = -torch.log(probs.float().gather(0, lab[None]).clamp_min(1e-12))[0]
+    if fov is not None:
+        nll = nll[torch.from_numpy(np.asarray(fov, dtype=bool))]
+    return float(nll.mean())
+
+
+def selection_score(val: dict[str, float], select_by: str) -> float:
+    """Higher is better: the mean validation Dice, or minus the validation cross-entropy (EquiReg Sec. 7)."""
+    return val["dice"] if select_by == "dice" else -val["loss"]
+
+
+def describe_best(result: dict[str, Any]) -> str:
+    """One line: the selected checkpoint's validation score and step."""
+    name = "Dice" if result.get("select_by", "dice") == "dice" else "loss"
+    early = ", stopped early" if result.get("stopped_early") else ""
+    return f"best validation {name} {abs(result['best_metric']):.4f} at step {result['best_step']}{early}"
 
 
 def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -393,7 +430,8 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     A folder holding a run with a different configuration is an error (never overwritten).
     """
     if (run_dir / "config.yaml").is_file():
-        if (run_dir / "config.yaml").read_text() != dump_config(cfg):
+        stored = validate_config(yaml.safe_load((run_dir / "config.yaml").read_text()))  # options added later take defaults
+        if stored.model_dump(mode="json") != cfg.model_dump(mode="json"):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         if (run_dir / "checkpoint_final.pt").is_file():
             return {"skipped": True}

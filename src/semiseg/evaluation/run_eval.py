@@ -58,11 +58,13 @@ def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cp
 
 
 def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device: str = "cpu",
-                 out_dir: Path | None = None, save_predictions: bool = True) -> dict[str, Any]:
+                 out_dir: Path | None = None, save_predictions: bool = True, equivariance: bool | None = None) -> dict[str, Any]:
     """Score a run's ``split`` cases (never used for model selection when ``split`` is test).
 
     Writes ``scores.csv`` (per case and class) and ``summary.csv`` into ``out_dir``
-    (default ``RUN_DIR/eval_{split}``) and returns both plus the predictions.
+    (default ``RUN_DIR/eval_{split}``) and returns both plus the predictions. ``equivariance``
+    (default: the run's ``eval.equivariance``) adds the equivariance Dice per case and class
+    (``equivariance.csv``; metric ``equivariance_dice`` in the summary).
     """
     run_dir = Path(run_dir)
     model = load_model(run_dir, device, which)
@@ -73,20 +75,46 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     layout = open_layout(model.cfg.data)
     refs = {r.case_id: r for r in layout.refs()}
     metrics = list(model.cfg.eval.metrics)
-    rows, predictions = [], {}
+    with_eq = model.cfg.eval.equivariance if equivariance is None else equivariance
+    rows, eq_rows, predictions = [], [], {}
     for cid in ids:
         raw = layout.load(refs[cid])
         pred, _ = predict_case(model, raw, device)
         predictions[cid] = pred
         rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
                            model.info.regions, raw.meta.get("fov"))
+        if with_eq:
+            eq_rows += equivariance_rows(model, raw, cid, device)
     classes = model.info.class_names[1:] + list(model.info.regions)
     summary = summarize(rows, metrics, classes)
+    if with_eq:
+        summary += summarize(eq_rows, ["equivariance_dice"], classes)
+        metrics = metrics + ["equivariance_dice"]
     out_dir = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "scores.csv")
     write_csv(summary, out_dir / "summary.csv")
+    if with_eq:
+        write_csv(eq_rows, out_dir / "equivariance.csv")
     if save_predictions:
         np.savez_compressed(out_dir / "predictions.npz", **predictions)
     return {"rows": rows, "summary": summary, "classes": classes, "metrics": metrics, "predictions": predictions,
             "model": model, "layout": layout, "ids": ids}
+
+
+def equivariance_rows(model: LoadedModel, raw: Case, case_id: str, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """Equivariance Dice of one case per class and region, under strong transforms seeded by the case id."""
+    import zlib
+
+    from semiseg.data.replay import strong_policy
+    from semiseg.evaluation.equivariance import equivariance_dice
+
+    cfg = model.cfg
+    case = preprocess_case(raw, cfg.data.preprocessing)
+    names = model.info.class_names
+    groups: dict[str, list[int]] = {names[c]: [c] for c in range(1, len(names))}
+    groups.update(model.info.regions)
+    seed = zlib.crc32(case_id.encode()) ^ cfg.eval.equivariance_seed
+    scores = equivariance_dice(model.network, case.image, groups, strong_policy(), cfg.data.spatial_dims, cfg.data.patch_size,
+                               cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last, seed)
+    return [{"case": case_id, "class": name, "equivariance_dice": v} for name, v in scores.items()]
