@@ -72,3 +72,26 @@ def test_bad_benchmark_files(tmp_path, msd_dataset):
 def test_plan_orders_dependencies_first(tmp_path, msd_dataset):
     cfg = load_benchmark(_write(tmp_path, msd_dataset, {"b": {"preset": "p", "init_from": "a"}, "a": {"preset": "p"}}, lower=None))
     assert [j.run for j in plan(cfg, tmp_path)] == ["a", "b"]
+
+
+def test_table_has_bootstrap_interval_equivariance_and_plot(tmp_path):
+    from semiseg.benchmark import BenchmarkConfig, write_results
+
+    cfg = BenchmarkConfig(name="t", labeled=[2, 4], seeds=[0, 1], lower="base", upper="full",
+                          runs={"base": {"preset": "p"}, "equireg": {"preset": "p"}, "full": {"preset": "p"}})
+    rows = []
+    for lab in (2, 4):
+        for seed in (0, 1):
+            for run, level in (("base", 0.5), ("equireg", 0.6), ("full", 0.8)):
+                cases = {f"c{i}": level + 0.01 * lab + 0.02 * seed + 0.01 * i for i in range(5)}
+                rows.append({"run": run, "method": "equireg", "labeled": lab, "seed": seed, "dice_fg": 0.0,
+                             "dice_mean": sum(cases.values()) / 5, "equivariance_dice_mean": 0.9, "ri_dice": 0.1,
+                             "bridging": 0.5, "train_s": 60.0, "_cases": cases})
+    write_results(cfg, rows, tmp_path, "semiseg benchmark t.yaml")
+    md = (tmp_path / "results.md").read_text()
+    assert "| 95% CI |" in md and "equivariance Dice" in md and "results.png" in md
+    line = next(x for x in md.splitlines() if x.startswith("| equireg |"))
+    lo, hi = (float(v) for v in line.split("[")[1].split("]")[0].split(","))
+    assert lo < 0.6 + 0.02 + 0.01 + 0.02 < hi  # the labeled-2 mean over seeds and cases lies inside
+    assert (tmp_path / "results.png").stat().st_size > 1000
+    assert "_cases" not in (tmp_path / "results.csv").read_text()

@@ -259,9 +259,29 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
             env_path = j.run_dir / "environment.json"
             commit = json.loads(env_path.read_text()).get("git") if env_path.is_file() else None
             row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
-                       commit=commit or "")
+                       commit=commit or "", _cases=case_mean_dice(j.run_dir / "eval_test" / "scores.csv", classes))
             rows.append(row)
     return rows
+
+
+def case_mean_dice(scores_csv: Path, classes: list[str]) -> dict[str, float]:
+    """Per test case, the mean Dice over ``classes`` (the per-case values behind the table's mean Dice)."""
+    from semiseg.evaluation.scoring import read_csv
+
+    per: dict[str, list[float]] = {}
+    for r in read_csv(scores_csv):
+        if r["class"] in classes:
+            per.setdefault(str(r["case"]), []).append(float(r["dice"]))
+    return {c: float(np.mean(v)) for c, v in per.items()}
+
+
+def dice_interval(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """95% bootstrap interval of mean Dice over seeds x test cases (both resampled; see ``bootstrap_ci``)."""
+    from semiseg.evaluation.statistics import bootstrap_ci
+
+    cases = sorted(set().union(*(r["_cases"] for r in rows)))
+    grid = [[r["_cases"].get(c, float("nan")) for c in cases] for r in rows]
+    return bootstrap_ci(grid)
 
 
 def train_seconds(run_dir: Path) -> float:
@@ -303,8 +323,10 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
         if not sub:
             continue
         out += [f"### {lab} labeled", ""]
-        head = ["run", "method"] + [f"Dice {c}" for c in classes] + ["Dice mean"]
-        head += [f"{m.upper()} mean" for m in ("hd95", "asd") if has[m]] + ["RI (Dice)", "bridging", "train time / run"]
+        has_eq = "equivariance_dice_mean" in sub[0]
+        head = ["run", "method"] + [f"Dice {c}" for c in classes] + ["Dice mean", "95% CI"]
+        head += [f"{m.upper()} mean" for m in ("hd95", "asd") if has[m]] + (["equivariance Dice"] if has_eq else [])
+        head += ["RI (Dice)", "bridging", "train time / run"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for name in cfg.runs:
@@ -313,7 +335,10 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
                 out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
                 continue
             cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
+            lo, hi = dice_interval(rs)
+            cells.append(f"[{lo:.3f}, {hi:.3f}]")
             cells += [_fmt([r[f"{m}_mean"] for r in rs], 2) for m in ("hd95", "asd") if has[m]]
+            cells += [_fmt([r.get("equivariance_dice_mean", float("nan")) for r in rs], 4)] if has_eq else []
             ri = [100 * r["ri_dice"] for r in rs]
             ri_text, minutes = _fmt(ri, 1), _fmt([r["train_s"] / 60 for r in rs], 1)
             cells += [ri_text if ri_text == "-" else f"{ri_text}%", _fmt([r["bridging"] for r in rs], 2),
@@ -330,7 +355,9 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
     from semiseg.evaluation.scoring import write_csv
 
     if rows:
-        write_csv(rows, out / "results.csv")
+        write_csv([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], out / "results.csv")
+        if len(cfg.labeled) > 1:
+            write_plot(cfg, rows, out / "results.png")
     cpu = platform.processor() or platform.machine()
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
@@ -338,10 +365,41 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
           f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side. Runs complete: {len(rows)} of {total}"
           + (" (the grid resumes: re-run the command)." if len(rows) < total else "."), "",
           "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
+          "Mean ± s.d. over seeds; 95% CI: percentile bootstrap of mean Dice resampling seeds and test cases. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
           "HD95/ASD in the data's spacing units.", "",
+          *(["![Dice against labeled count](results.png)", ""] if rows and len(cfg.labeled) > 1 else []),
           markdown_results(cfg, rows)]
     (out / "results.md").write_text("\n".join(md) + "\n")
+
+
+def write_plot(cfg: BenchmarkConfig, rows: list[dict[str, Any]], path: Path) -> None:
+    """Mean Dice against the labeled count, one line per run, its 95% bootstrap interval as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in cfg.runs:
+        pts = []
+        for lab in cfg.labeled:
+            rs = [r for r in rows if r["run"] == name and r["labeled"] == lab]
+            if rs:
+                pts.append((float(lab), float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
+        if not pts:
+            continue
+        x, y, lo, hi = (np.array(v) for v in zip(*pts))
+        (line,) = ax.plot(x, y, marker="o", label=name)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("labeled (split.labeled)")
+    ax.set_ylabel("test mean Dice")
+    ax.set_title(cfg.name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _cpu_count() -> int:

@@ -26,3 +26,31 @@ def test_score_case_fov_squeeze_and_summary():
     s = summarize(rows + rows2, ["dice"], ["fg"])
     fg = next(x for x in s if x["class"] == "fg")
     assert fg["mean"] == 0.5 and fg["n"] == 2 and fg["median"] == 0.5
+
+
+def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
+    import numpy as np
+    import scipy.stats
+
+    from semiseg.evaluation.statistics import bootstrap_ci
+
+    x = np.random.default_rng(1).beta(5, 2, size=40)
+    lo, hi = bootstrap_ci(x, n_resamples=20000)
+    ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=0).confidence_interval
+    assert abs(lo - ref.low) < 0.004 and abs(hi - ref.high) < 0.004
+    assert lo < x.mean() < hi
+
+
+def test_bootstrap_ci_two_levels_is_wider_with_seed_spread():
+    import numpy as np
+
+    from semiseg.evaluation.statistics import bootstrap_ci
+
+    cases = np.random.default_rng(2).uniform(0.6, 0.9, size=20)
+    same = np.stack([cases] * 3)
+    spread = np.stack([cases - 0.1, cases, cases + 0.1])
+    w_same = np.subtract(*bootstrap_ci(same)[::-1])
+    w_spread = np.subtract(*bootstrap_ci(spread)[::-1])
+    assert w_spread > w_same > 0
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_ci([])
