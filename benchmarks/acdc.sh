@@ -3,6 +3,7 @@
 #   bash benchmarks/acdc.sh                 # CPU protocol (benchmarks/acdc_cpu.yaml), ~3 h on 2 cores
 #   bash benchmarks/acdc.sh acdc_gpu        # paper-scale protocol, on a GPU
 #   bash benchmarks/acdc.sh acdc_cpu --report-only   # publish the runs complete so far
+#   bash benchmarks/acdc.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
 # Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +11,7 @@ name="${1:-acdc_cpu}"
 SEMISEG="${SEMISEG:-.venv/bin/semiseg}"
 "$SEMISEG" benchmark "benchmarks/${name}.yaml" "${@:2}"
 mkdir -p docs/benchmarks
-cp "runs/benchmarks/${name}/results.md" "docs/benchmarks/${name%_cpu}.md"
-echo "table: docs/benchmarks/${name%_cpu}.md"
+doc="${name%_cpu}"
+sed "s#(results.png)#(${doc}.png)#" "runs/benchmarks/${name}/results.md" > "docs/benchmarks/${doc}.md"
+if [ -f "runs/benchmarks/${name}/results.png" ]; then cp "runs/benchmarks/${name}/results.png" "docs/benchmarks/${doc}.png"; fi
+echo "table: docs/benchmarks/${doc}.md"

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -47,3 +48,50 @@ def test_synthbrain_is_deterministic_and_multiclass(tmp_path):
     assert means[0] < means[1] < means[2]  # T1-like: CSF < GM < WM
     out = generate_synthbrain(tmp_path / "sb", n_cases=2, spacing=4.0, seed=0)
     assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["synth_000.nii.gz", "synth_001.nii.gz"]
+
+
+def test_histogram_equalisation_matches_scikit_image():
+    import numpy as np
+    from skimage.exposure import equalize_hist
+
+    from semiseg.data.preprocessing import equalize_histogram
+
+    x = np.random.default_rng(0).gamma(2.0, 50.0, size=(6, 20, 24)).astype(np.float32)
+    np.testing.assert_allclose(equalize_histogram(x), equalize_hist(x, nbins=256), atol=1e-6)
+    mask = x > 60
+    ours = equalize_histogram(x, 256, mask)
+    np.testing.assert_allclose(ours[mask], equalize_hist(x, nbins=256, mask=mask)[mask], atol=1e-6)
+    assert (ours[~mask] == 0).all()
+
+
+def test_n4_removes_a_multiplicative_bias_field():
+    import numpy as np
+
+    pytest.importorskip("SimpleITK")
+    from semiseg.data.preprocessing import n4_bias_correction
+
+    z, y, x = np.mgrid[0:12, 0:40, 0:40].astype(np.float32)
+    body = ((y - 20) ** 2 + (x - 20) ** 2 < 16**2).astype(np.float32)
+    tissue = body * (100 + 5 * np.random.default_rng(0).standard_normal(body.shape)).astype(np.float32)
+    bias = np.exp(0.4 * (x - 20) / 20).astype(np.float32)  # +-40% across the image
+    biased = tissue * bias
+    corrected = n4_bias_correction(biased, (3.0, 1.0, 1.0), body > 0)
+    inside = body > 0
+
+    def cv(a):
+        return float(a[inside].std() / a[inside].mean())
+
+    assert cv(corrected) < 0.6 * cv(biased), (cv(corrected), cv(biased))
+
+
+def test_preprocess_case_applies_histeq_and_n4_options():
+    import numpy as np
+
+    from semiseg.config.schema import PreprocessingConfig
+    from semiseg.data.case import Case
+    from semiseg.data.preprocessing import preprocess_case
+
+    img = np.random.default_rng(1).gamma(2.0, 50.0, size=(2, 4, 16, 16)).astype(np.float32)
+    case = Case("c", img, np.zeros((4, 16, 16), np.int16), (1.0, 1.0, 1.0), "c", {})
+    out = preprocess_case(case, PreprocessingConfig(normalize="none", histogram_equalization=True))
+    assert out.image.min() >= 0 and out.image.max() <= 1 and abs(float(out.image.mean()) - 0.5) < 0.05

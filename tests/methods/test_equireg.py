@@ -80,3 +80,24 @@ def test_without_unlabeled_it_is_the_supervised_baseline_and_labeled_can_join():
     assert torch.isfinite(both["equivariance"])
     only_labeled = make({"labeled_in_unsupervised": True}).training_step(lab, None, 0)
     assert torch.isfinite(only_labeled["equivariance"])
+
+
+@pytest.mark.slow
+def test_four_channel_msd_with_regions_end_to_end(tmp_path, capsys):
+    """BraTS-like use: 4 sequences via channel_names, FC-DenseNet, equireg, region + equivariance scores."""
+    from semiseg.cli import main
+    from semiseg.evaluation.scoring import read_csv
+    from tests.conftest import tiny_overrides, write_msd
+
+    root = write_msd(tmp_path / "ds", channels=4, unlabeled=2)
+    ov = [o for o in tiny_overrides(root) if not o.startswith("network.")] + [
+        "network.name=fc_densenet", "network.kwargs={growth_rate: 4, first_channels: 8, down_layers: [1, 2], bottleneck_layers: 2}",
+        "method.name=equireg", "split.unlabeled=rest", "train.unlabeled_batch_size=2", "train.iterations=2",
+        "train.val_every=2", "eval.select_by=loss"]
+    run = tmp_path / "run"
+    assert main(["train", "synthbrain2d_supervised", *ov, "--run-dir", str(run)]) == 0
+    assert main(["evaluate", str(run), "--equivariance"]) == 0
+    out = capsys.readouterr().out
+    assert "whole" in out and "equivariance_dice" in out
+    summary = read_csv(run / "eval_test" / "summary.csv")
+    assert {(r["class"], r["metric"]) for r in summary} >= {("whole", "dice"), ("whole", "equivariance_dice"), ("mean", "dice")}

@@ -60,6 +60,13 @@ class PreprocessingConfig(_Strict):
     """Compute z-score statistics inside the non-zero region only (brain MRI)."""
     target_spacing: list[float] | None = None
     crop_nonzero: bool = False
+    """Crop to the bounding box of non-zero voxels (drops zero padding and all-zero slices; EquiReg Sec. 6.1)."""
+    bias_correction: Literal["none", "n4"] = "none"
+    """N4ITK bias-field correction per channel (SimpleITK, the ``itk`` extra), before normalisation."""
+    histogram_equalization: bool = False
+    """Per-channel histogram equalisation to [0, 1] over the whole volume (EquiReg Sec. 6.1; inside the
+    non-zero region when ``nonzero_only``), before ``normalize`` (set ``normalize: none`` to keep [0, 1])."""
+    histogram_bins: int = 256
 
 
 class AugmentationConfig(_Strict):
