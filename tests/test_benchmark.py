@@ -95,3 +95,12 @@ def test_table_has_bootstrap_interval_equivariance_and_plot(tmp_path):
     assert lo < 0.6 + 0.02 + 0.01 + 0.02 < hi  # the labeled-2 mean over seeds and cases lies inside
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "_cases" not in (tmp_path / "results.csv").read_text()
+
+
+def test_vary_split_sets_the_split_seed_per_seed(tmp_path):
+    from semiseg.benchmark import BenchmarkConfig
+
+    cfg = BenchmarkConfig(name="t", labeled=[2], seeds=[0, 3], vary_split=True, runs={"a": {"preset": "p"}})
+    assert [("split.seed=%d" % j.seed) in j.overrides for j in plan(cfg, tmp_path)] == [True, True]
+    cfg.vary_split = False
+    assert not any(o.startswith("split.seed") for j in plan(cfg, tmp_path) for o in j.overrides)

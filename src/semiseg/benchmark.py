@@ -7,6 +7,7 @@ The benchmark file (YAML) names the runs of one *cell* (one labeled count and on
     output: runs/benchmarks/acdc_cpu
     labeled: [3, 7]            # split.labeled of each cell (counts or fractions)
     seeds: [0]
+    vary_split: false          # true: each seed also draws the labeled cases (split.seed)
     jobs: 2                    # runs trained side by side (e.g. two 1-thread runs on 2 cores)
     overrides: [train.threads=1, data.root=../shared/data/acdc]   # every run
     lower: lower_bound         # rows for the relative improvement and the bridging coefficient
@@ -62,6 +63,8 @@ class BenchmarkConfig(_Strict):
     runs: dict[str, BenchmarkRun]
     lower: str | None = None
     upper: str | None = None
+    vary_split: bool = False
+    """Seeds also draw the split (``split.seed``): other labeled cases per seed, as EquiReg's three patient selections."""
 
     @model_validator(mode="after")
     def _check(self) -> "BenchmarkConfig":
@@ -139,6 +142,8 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
                 r = cfg.runs[name]
                 dep = cell / r.init_from if r.init_from else None
                 ov = list(cfg.overrides) + list(r.overrides) + [f"split.labeled={lab}", f"seed={seed}", f"name={name}"]
+                if cfg.vary_split:
+                    ov.append(f"split.seed={seed}")
                 if dep is not None:
                     ov.append(f"method.init_from={dep}")
                 jobs.append(Job(name, lab, seed, r.preset, tuple(ov), cell / name, dep))

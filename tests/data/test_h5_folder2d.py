@@ -109,3 +109,21 @@ def test_folder2d_unmapped_mask_gets_hint(tmp_path):
     layout = Folder2DLayout(tmp_path, cfg, None, None)
     report = verify_dataset(layout)
     assert any("[255]" in p and "label_values" in p for p in report.problems)
+
+
+def test_palette_masks_are_read_as_indices(tmp_path):
+    """An indexed GIF whose palette draws index 1 in grey 253 (DRIVE's second observer): indices or greys on request."""
+    import numpy as np
+    from PIL import Image
+
+    from semiseg.data.io import read_mask2d
+
+    idx = np.zeros((6, 5), np.uint8)
+    idx[2:4, 1:3] = 1
+    im = Image.fromarray(idx, mode="P")
+    im.putpalette([3, 3, 3, 253, 253, 253] + [0] * 762)
+    im.save(tmp_path / "m.gif")
+    np.testing.assert_array_equal(read_mask2d(tmp_path / "m.gif", palette="index"), idx)
+    np.testing.assert_array_equal(read_mask2d(tmp_path / "m.gif"), np.where(idx == 1, 253, 3))
+    Image.fromarray(idx.astype(bool)).save(tmp_path / "b.png")  # 1-bit: 0/255
+    assert set(np.unique(read_mask2d(tmp_path / "b.png"))) == {0, 255}

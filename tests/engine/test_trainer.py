@@ -158,3 +158,13 @@ def test_run_or_resume_accepts_a_folder_written_before_new_options(msd_dataset, 
     assert run_or_resume(cfg, run) == {"skipped": True}
     with pytest.raises(ConfigError, match="another configuration"):
         run_or_resume(_cfg(msd_dataset, ["train.iterations=3"]), run)
+
+
+def test_2d_patch_mode_trains_and_evaluates_at_full_resolution(msd_dataset, tmp_path):
+    from semiseg.evaluation.run_eval import evaluate_run
+
+    cfg = _cfg(msd_dataset, ["data.slice_mode=patch", "data.patch_size=[16,16]", "train.iterations=2", "train.val_every=2"])
+    Trainer(cfg, tmp_path / "p").fit()
+    res = evaluate_run(tmp_path / "p", "test", save_predictions=False)
+    pred = next(iter(res["predictions"].values()))
+    assert pred.shape == (12, 32, 32)  # the volume's own grid, not the 16x16 patches

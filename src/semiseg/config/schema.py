@@ -50,6 +50,8 @@ class Folder2DConfig(_Strict):
     """Alternative to ``label_values`` for binary masks: value > threshold -> class 1."""
     grayscale: bool = False
     """Convert RGB images to one grey channel."""
+    mask_palette: Literal["grey", "index"] = "grey"
+    """Palette (indexed) masks: read their grey values (``grey``) or their palette indices (``index``)."""
 
 
 class PreprocessingConfig(_Strict):
@@ -97,7 +99,12 @@ class DataConfig(_Strict):
     class_names: list[str] | None = None
     in_channels: int | None = None
     patch_size: list[int] = Field(default_factory=lambda: [128, 128])
-    """2D: every slice is resized to this size; 3D: size of random training patches."""
+    """2D: every slice is resized to this size (``slice_mode: resize``) or random crops of this size are taken
+    (``slice_mode: patch``); 3D: size of random training patches and of the sliding window."""
+    slice_mode: Literal["resize", "patch"] = "resize"
+    """2D only. ``resize``: whole slices resized to ``patch_size`` (the ACDC protocol of the literature);
+    ``patch``: random ``patch_size`` crops of full-resolution slices for training and a 2D sliding window
+    for prediction (thin structures such as retinal vessels or EM membranes, large images)."""
     foreground_oversample: float = 0.33
     """3D: fraction of patches centred on a foreground voxel (nnU-Net's 1/3)."""
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)

@@ -68,13 +68,21 @@ class SliceDataset(Dataset):
 
 class PatchDataset(Dataset):
     """Random 3D patches; a fraction ``foreground_oversample`` is centred on a random foreground voxel
-    of a random present class (nnU-Net's scheme). Volumes smaller than the patch are zero-padded."""
+    of a random present class (nnU-Net's scheme). Volumes smaller than the patch are zero-padded.
+
+    With ``slice_axis`` the patches are 2D crops of the slices along that axis (``data.slice_mode: patch``).
+    """
 
     def __init__(
-        self, cases: Sequence[Case], patch_size: Sequence[int], labeled: bool, foreground_oversample: float = 0.33, augmentation: Any = None
+        self, cases: Sequence[Case], patch_size: Sequence[int], labeled: bool, foreground_oversample: float = 0.33,
+        augmentation: Any = None, slice_axis: int | None = None,
     ) -> None:
         self.cases = list(cases)
-        self.patch = tuple(int(p) for p in patch_size)
+        patch = [int(p) for p in patch_size]
+        self.slice_axis = slice_axis
+        if slice_axis is not None:  # 2D crops: a patch one voxel thick along the slicing axis, squeezed after cropping
+            patch.insert(slice_axis, 1)
+        self.patch = tuple(patch)
         self.labeled = labeled
         self.fg = foreground_oversample if labeled else 0.0
         self.augmentation = augmentation
@@ -118,9 +126,14 @@ class PatchDataset(Dataset):
             start = [min(max(s, min(0, n - p)), max(n - p, 0)) for s, n, p in zip(start, shape, self.patch)]
         else:
             start = [int(rng.integers(min(0, n - p), max(n - p, 0) + 1)) for n, p in zip(shape, self.patch)]
-        sample = {"image": torch.from_numpy(self._crop(case.image, start))}
-        if self.labeled and case.label is not None:
-            sample["label"] = torch.from_numpy(self._crop(case.label.astype(np.int64), start))[None]
+        image = self._crop(case.image, start)
+        label = self._crop(case.label.astype(np.int64), start) if self.labeled and case.label is not None else None
+        if self.slice_axis is not None:
+            image = np.take(image, 0, axis=self.slice_axis + 1)
+            label = np.take(label, 0, axis=self.slice_axis) if label is not None else None
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image))}
+        if label is not None:
+            sample["label"] = torch.from_numpy(np.ascontiguousarray(label))[None]
         out = apply_augmentation(self.augmentation, sample, int(rng.integers(2**31)))
         if "label" in out:
             out["label"] = out["label"][0].long()

@@ -104,7 +104,7 @@ class Folder2DLayout(Layout):
         image = read_image2d(ref.image_files[0], grayscale=self.cfg.grayscale)[:, None]
         label = None
         if ref.label_file is not None:
-            raw = read_mask2d(ref.label_file)
+            raw = read_mask2d(ref.label_file, self.cfg.mask_palette)
             if raw.shape != image.shape[2:]:
                 raise DatasetError(
                     f"{ref.label_file}: mask shape {raw.shape} differs from image {ref.image_files[0]} shape {image.shape[2:]}"

@@ -83,13 +83,23 @@ def read_image2d(path: Path, grayscale: bool = False) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def read_mask2d(path: Path) -> np.ndarray:
-    """Read a 2D mask -> (H, W) stored grey values (palette and 1-bit images are converted to grey)."""
+def read_mask2d(path: Path, palette: str = "grey") -> np.ndarray:
+    """Read a 2D mask -> (H, W) stored values.
+
+    Palette images are ambiguous: Pillow writes a 0/255 mask as indices 0/1 with a black/white
+    palette (``palette="grey"``, the default, gives 0/255 back), while indexed label masks store the
+    class in the index and draw it in any colour (DRIVE's second observer: indices 0/1 drawn in grey
+    3/253; ``palette="index"`` gives 0/1). 1-bit images read as 0/255.
+    """
     from PIL import Image
 
+    if palette not in ("grey", "index"):
+        raise ValueError(f"palette must be 'grey' or 'index'; got {palette!r}")
     try:
         with Image.open(path) as im:
-            if im.mode in ("1", "P", "LA", "PA"):
+            if im.mode in ("P", "PA") and palette == "index":
+                im = im.getchannel(0) if im.mode == "PA" else im
+            elif im.mode in ("1", "P", "LA", "PA"):
                 im = im.convert("L")
             arr = np.asarray(im)
     except Exception as exc:

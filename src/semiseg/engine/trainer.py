@@ -130,7 +130,11 @@ class Trainer:
         aug = build_augmentation(cfg.data.augmentation, cfg.data.spatial_dims)
         lab_cases = [cases[c] for c in s.labeled]
         unl_cases = [cases[c] for c in s.unlabeled] if needs_unl else []
-        if cfg.data.spatial_dims == 2:
+        if cfg.data.spatial_dims == 2 and cfg.data.slice_mode == "patch":
+            ax, fg = cfg.data.slice_axis, cfg.data.foreground_oversample
+            lab_ds = PatchDataset(lab_cases, cfg.data.patch_size, True, fg, aug, slice_axis=ax)
+            unl_ds = PatchDataset(unl_cases, cfg.data.patch_size, False, 0.0, aug, slice_axis=ax) if unl_cases else None
+        elif cfg.data.spatial_dims == 2:
             lab_ds = SliceDataset(lab_cases, cfg.data.slice_axis, cfg.data.patch_size, True, aug)
             unl_ds = SliceDataset(unl_cases, cfg.data.slice_axis, cfg.data.patch_size, False, aug) if unl_cases else None
         else:
@@ -300,7 +304,7 @@ class Trainer:
         for case in self.val_cases:
             probs = predict_probabilities(
                 net, case.image, self.cfg.data.spatial_dims, self.cfg.data.patch_size, self.cfg.eval,
-                self.cfg.data.slice_axis, self.device, self.channels_last,
+                self.cfg.data.slice_axis, self.device, self.channels_last, self.cfg.data.slice_mode,
             )
             pred = probs.argmax(0).numpy()
             losses.append(validation_cross_entropy(probs, case.label, case.meta.get("fov")))

@@ -41,6 +41,7 @@ def equivariance_dice(
     device: torch.device | str = "cpu",
     channels_last: bool = False,
     seed: int = 0,
+    slice_mode: str = "resize",
 ) -> dict[str, float]:
     """Equivariance Dice per label group (name -> label values) of one preprocessed (C, Z, Y, X) image."""
     x = torch.from_numpy(np.ascontiguousarray(image)).float()
@@ -64,7 +65,8 @@ def equivariance_dice(
         valid = t.valid[0, 0]
 
     def probs(img: torch.Tensor) -> torch.Tensor:
-        return predict_probabilities(network, img.numpy(), spatial_dims, patch_size, eval_cfg, slice_axis, device, channels_last)
+        return predict_probabilities(network, img.numpy(), spatial_dims, patch_size, eval_cfg, slice_axis, device, channels_last,
+                                     slice_mode)
 
     seg_then_warp = warp(probs(x)).argmax(0)
     warp_then_seg = probs(x_hat).argmax(0)

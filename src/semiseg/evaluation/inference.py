@@ -27,18 +27,25 @@ def predict_probabilities(
     slice_axis: int = 0,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
+    slice_mode: str = "resize",
 ) -> torch.Tensor:
     """Softmax probabilities (K, Z, Y, X) on the CPU for a (C, Z, Y, X) image.
 
-    2D: each slice along ``slice_axis`` is resized to ``patch_size``, predicted,
-    and its probabilities resized back (bilinear) before stacking.
-    3D: sliding windows of ``patch_size`` with ``cfg.sw_overlap`` and Gaussian weights.
+    2D, ``slice_mode`` ``resize``: each slice along ``slice_axis`` is resized to ``patch_size``,
+    predicted, and its probabilities resized back (bilinear) before stacking; ``patch``: each
+    full-resolution slice is predicted with 2D sliding windows of ``patch_size``.
+    3D: sliding windows of ``patch_size`` with ``cfg.sw_overlap`` and ``cfg.sw_mode`` weights.
     """
     device = torch.device(device)
     was_training = network.training
     network.eval()
     x = torch.from_numpy(np.ascontiguousarray(image)).float()
     try:
+        if spatial_dims == 2 and slice_mode == "patch":
+            slices = x.movedim(slice_axis + 1, 0)  # (N, C, H, W)
+            out = [sliding_window(network, slices[i : i + cfg.slice_batch_size], patch_size, cfg, device, channels_last)
+                   for i in range(0, slices.shape[0], cfg.slice_batch_size)]
+            return torch.cat(out).movedim(0, slice_axis + 1).contiguous()
         if spatial_dims == 2:
             slices = x.movedim(slice_axis + 1, 0)  # (N, C, H, W)
             hw = tuple(slices.shape[-2:])
@@ -54,18 +61,26 @@ def predict_probabilities(
                     probs = F.interpolate(probs, size=hw, mode="bilinear", align_corners=False)
                 out.append(probs.cpu())
             return torch.cat(out).movedim(0, slice_axis + 1).contiguous()  # (K, Z, Y, X)
-        from monai.inferers import sliding_window_inference
-
-        def predictor(t: torch.Tensor) -> torch.Tensor:
-            if channels_last:
-                t = t.contiguous(memory_format=memory_format(3))
-            return torch.softmax(network(t).float(), dim=1)
-
-        probs = sliding_window_inference(
-            x[None].to(device), roi_size=tuple(patch_size), sw_batch_size=cfg.sw_batch_size, predictor=predictor,
-            overlap=cfg.sw_overlap, mode=cfg.sw_mode, padding_mode="constant", cval=0.0,
-        )
-        probs = probs.as_tensor() if hasattr(probs, "as_tensor") else probs
-        return probs[0].float().cpu()
+        return sliding_window(network, x[None], patch_size, cfg, device, channels_last)[0]
     finally:
         network.train(was_training)
+
+
+def sliding_window(network: nn.Module, batch: torch.Tensor, roi: Sequence[int], cfg: EvalConfig,
+                   device: torch.device | str, channels_last: bool) -> torch.Tensor:
+    """Softmax of (N, C, *S) by MONAI's sliding-window inferer (``cfg.sw_overlap``, ``cfg.sw_mode`` weights), on the CPU."""
+    from monai.inferers import sliding_window_inference
+
+    dims = batch.ndim - 2
+
+    def predictor(t: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            t = t.contiguous(memory_format=memory_format(dims))
+        return torch.softmax(network(t).float(), dim=1)
+
+    probs = sliding_window_inference(
+        batch.to(device), roi_size=tuple(roi), sw_batch_size=cfg.sw_batch_size, predictor=predictor,
+        overlap=cfg.sw_overlap, mode=cfg.sw_mode, padding_mode="constant", cval=0.0,
+    )
+    probs = probs.as_tensor() if hasattr(probs, "as_tensor") else probs
+    return probs.float().cpu()

@@ -52,7 +52,7 @@ def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cp
             f"{raw.meta.get('source', raw.case_id)}: image has {case.in_channels} channels, the model expects {model.info.in_channels}"
         )
     probs = predict_probabilities(model.network, case.image, cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval,
-                                  cfg.data.slice_axis, device, cfg.train.channels_last)
+                                  cfg.data.slice_axis, device, cfg.train.channels_last, cfg.data.slice_mode)
     probs = restore_probabilities(probs, case)
     return probs.argmax(0).numpy().astype(np.int16), probs
 
@@ -116,5 +116,5 @@ def equivariance_rows(model: LoadedModel, raw: Case, case_id: str, device: torch
     groups.update(model.info.regions)
     seed = zlib.crc32(case_id.encode()) ^ cfg.eval.equivariance_seed
     scores = equivariance_dice(model.network, case.image, groups, strong_policy(), cfg.data.spatial_dims, cfg.data.patch_size,
-                               cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last, seed)
+                               cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last, seed, cfg.data.slice_mode)
     return [{"case": case_id, "class": name, "equivariance_dice": v} for name, v in scores.items()]
