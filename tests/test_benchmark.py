@@ -104,3 +104,16 @@ def test_vary_split_sets_the_split_seed_per_seed(tmp_path):
     assert [("split.seed=%d" % j.seed) in j.overrides for j in plan(cfg, tmp_path)] == [True, True]
     cfg.vary_split = False
     assert not any(o.startswith("split.seed") for j in plan(cfg, tmp_path) for o in j.overrides)
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).parents[1] / "benchmarks").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
+    """Every run of every committed grid builds a valid configuration (a typo fails here, not hours in)."""
+    from semiseg.config import load_config
+
+    cfg = load_benchmark(path)
+    jobs = plan(cfg, tmp_path)
+    assert len(jobs) == len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
+    for j in jobs:
+        load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
