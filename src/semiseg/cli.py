@@ -44,14 +44,16 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = load_config(a.config, a.overrides)
     out = Path(a.run_dir) if a.run_dir else Path("runs") / cfg.name
     result = Trainer(cfg, out, overwrite=a.overwrite).fit()
-    print(f"{describe_best(result)}; {out}")
+    if result["best_step"] >= 0:  # rank 0 (the only rank that validates under torchrun)
+        print(f"{describe_best(result)}; {out}")
 
 
 def cmd_resume(a: argparse.Namespace) -> None:
     from semiseg.engine.trainer import Trainer, describe_best
 
     result = Trainer.resume(Path(a.run_dir), a.overrides).fit()
-    print(f"{describe_best(result)}; {a.run_dir}")
+    if result["best_step"] >= 0:
+        print(f"{describe_best(result)}; {a.run_dir}")
 
 
 def cmd_predict(a: argparse.Namespace) -> None:

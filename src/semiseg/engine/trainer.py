@@ -32,6 +32,7 @@ from semiseg.engine.data_setup import (
     check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout,
 )
 from semiseg.engine.optim import build_optimizer, build_scheduler
+from semiseg.engine.distributed import any_rank, average_gradients, broadcast_module, init_from_environment, rank, world_size
 from semiseg.engine.run_dir import close_logger, is_main_process, prepare_run_dir, setup_logger, write_environment
 from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
@@ -63,13 +64,20 @@ class Trainer:
         validate_method_params(cfg.method.name, cfg.method.params)  # config errors before any work
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.device = init_from_environment(resolve_device(cfg.train.device))  # joins torchrun's process group
         if not _resuming:
-            prepare_run_dir(self.run_dir, overwrite)
-            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+            problem: ConfigError | None = None
+            if is_main_process():
+                try:
+                    prepare_run_dir(self.run_dir, overwrite)
+                    (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+                except ConfigError as exc:
+                    problem = exc
+            if any_rank(problem is not None, self.device):
+                raise problem or ConfigError(f"rank 0 could not prepare the run folder {self.run_dir}")
         self.logger = setup_logger(self.run_dir)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = resolve_device(cfg.train.device)
         self.step = 0
         self.best_metric = -math.inf
         self.best_step = -1
@@ -100,9 +108,10 @@ class Trainer:
         if self._resuming and splits_path.is_file():
             self.splits = Splits.load(splits_path)
         else:
-            self.splits = make_splits(layout.refs(), cfg.split)
-            self.splits.save(splits_path)
-            write_environment(self.run_dir, str(self.device))
+            self.splits = make_splits(layout.refs(), cfg.split)  # deterministic: the same on every rank
+            if is_main_process():
+                self.splits.save(splits_path)
+                write_environment(self.run_dir, f"{self.device} x {world_size()} ranks" if world_size() > 1 else str(self.device))
         s = self.splits
         self.logger.info(
             f"splits (seed {s.seed}): {len(s.labeled)} labeled, {len(s.unlabeled)} unlabeled, {len(s.val)} validation, {len(s.test)} test cases"
@@ -124,6 +133,7 @@ class Trainer:
             self.logger.warning(f"warning: method '{cfg.method.name}' uses unlabeled data but this run has none "
                                 f"(train.unlabeled_batch_size = {cfg.train.unlabeled_batch_size}, {len(s.unlabeled)} unlabeled cases)")
         self.method.to(self.device)
+        broadcast_module(self.method)  # every rank starts from rank 0's weights
         self.channels_last = cfg.train.channels_last
         if self.channels_last:
             self.method.to(memory_format=memory_format(cfg.data.spatial_dims))
@@ -245,10 +255,11 @@ class Trainer:
     def _optimize(self, loss: torch.Tensor, name: str) -> None:
         if name not in self.optimizers:
             raise KeyError(f"no optimizer named '{name}' (configure_optimizers returned {sorted(self.optimizers)})")
-        if not torch.isfinite(loss.detach()).all():
+        if any_rank(not bool(torch.isfinite(loss.detach()).all()), self.device):
             raise NonFiniteLoss([f"loss passed to optimizer '{name}'"])
         opt = self.optimizers[name]
         self.scaler.scale(loss).backward()
+        average_gradients(p for g in opt.param_groups for p in g["params"])
         self._clip_and_step(opt)
         self.scaler.update()
         opt.zero_grad(set_to_none=True)
@@ -274,11 +285,12 @@ class Trainer:
             if "loss" not in out:
                 raise RuntimeError(f"method '{self.cfg.method.name}' returned no 'loss' entry")
             bad = [k for k, v in out.items() if not torch.isfinite(torch.as_tensor(v).detach()).all()]
-            if bad:
-                raise NonFiniteLoss(bad)
+            if any_rank(bool(bad), self.device):
+                raise NonFiniteLoss(bad or ["a loss term on another rank"])
             if not self.method.manual_optimization:
                 loss = out["loss"]
                 self.scaler.scale(loss).backward()
+                average_gradients(p for o in self.optimizers.values() for g in o.param_groups for p in g["params"])
                 for opt in self.optimizers.values():
                     self._clip_and_step(opt)
                 self.scaler.update()
@@ -335,8 +347,8 @@ class Trainer:
             self.logger.info(f"run already complete ({self.step}/{total} iterations{', stopped early' if self.stopped_early else ''})")
             return self._result()
         lab_ds, unl_ds = self.datasets
-        loader = TwoStreamLoader(lab_ds, unl_ds, cfg.train.batch_size, cfg.train.unlabeled_batch_size, cfg.seed,
-                                 start_step=self.step, num_workers=cfg.train.num_workers)
+        loader = TwoStreamLoader(lab_ds, unl_ds, cfg.train.batch_size, cfg.train.unlabeled_batch_size,
+                                 cfg.seed + 1_000_003 * rank(), start_step=self.step, num_workers=cfg.train.num_workers)
         show = cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
         bar = None
         redirect: contextlib.AbstractContextManager = contextlib.nullcontext()
@@ -351,7 +363,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         self.save("final")
-        write_progress_plot(self.csv_path, self.run_dir / "progress.png")
+        if is_main_process():
+            write_progress_plot(self.csv_path, self.run_dir / "progress.png")
         self.logger.info(f"done: {describe_best(self._result())}; run folder {self.run_dir}")
         return self._result()
 
@@ -382,7 +395,9 @@ class Trainer:
                 avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                 self._log_scalars(self.step, "train", avg)
                 running = {}
-            if self.step % cfg.train.val_every == 0 or self.step == total:
+            if (self.step % cfg.train.val_every == 0 or self.step == total) and not is_main_process():
+                self.stopped_early = any_rank(False, self.device)  # rank 0 validates and decides
+            elif self.step % cfg.train.val_every == 0 or self.step == total:
                 val = self.validate()
                 self._log_scalars(self.step, "val", val)
                 score = selection_score(val, cfg.eval.select_by)
@@ -398,6 +413,7 @@ class Trainer:
                     self.stopped_early = True
                     self.logger.info(f"early stop at step {self.step}: no better validation {cfg.eval.select_by} "
                                      f"in {patience} validations")
+                self.stopped_early = any_rank(self.stopped_early, self.device)
             now = time.time()
             self.train_seconds += now - tick
             tick = now
