@@ -14,15 +14,17 @@ def builtin_methods() -> list[str]:
     return [m for m in list_methods() if get_method_class(m).__module__.startswith("semiseg.")]
 
 
-def ctx(total=10):
-    return MethodContext(C, 1, 2, total, lambda: create_network("unet", spatial_dims=2, in_channels=1, num_classes=C,
-                                                                   features=[4, 8, 16]))
+def ctx(total=10, dims=2):
+    features = [4, 8, 16] if dims == 2 else [2, 4]
+    return MethodContext(C, 1, dims, total, lambda: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
+                                                                      features=features))
 
 
-def batches(n_l=2, n_u=2, size=16):
+def batches(n_l=2, n_u=2, size=16, dims=2):
     g = torch.Generator().manual_seed(0)
-    lab = {"image": torch.randn(n_l, 1, size, size, generator=g), "label": torch.randint(0, C, (n_l, size, size), generator=g)}
-    unl = {"image": torch.randn(n_u, 1, size, size, generator=g)}
+    shape = (size,) * dims
+    lab = {"image": torch.randn(n_l, 1, *shape, generator=g), "label": torch.randint(0, C, (n_l, *shape), generator=g)}
+    unl = {"image": torch.randn(n_u, 1, *shape, generator=g)}
     return lab, unl
 
 
@@ -42,13 +44,14 @@ class Recorder:
 
 @pytest.mark.parametrize("name", builtin_methods())
 @pytest.mark.parametrize("with_unlabeled", [True, False])
-def test_training_step_contract(name, with_unlabeled):
+@pytest.mark.parametrize("dims", [2, 3])
+def test_training_step_contract(name, with_unlabeled, dims):
     torch.manual_seed(0)
-    m = create_method(name, ctx(), {})
+    m = create_method(name, ctx(dims=dims), {})
     m.train()
     rec = Recorder(m)
     m.attach_optimize(rec)
-    lab, unl = batches()
+    lab, unl = batches(dims=dims)
     out = m.training_step(lab, unl if with_unlabeled else None, 5)
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     for k, v in out.items():
@@ -66,7 +69,7 @@ def test_training_step_contract(name, with_unlabeled):
     groups = m.configure_optimizers()
     assert "main" in groups and all(isinstance(p, torch.nn.Parameter) for ps in groups.values() for p in ps)
     # the whole method state round-trips
-    m2 = create_method(name, ctx(), {})
+    m2 = create_method(name, ctx(dims=dims), {})
     m2.load_state_dict(m.state_dict())
     for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
