@@ -9,9 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-acdc_cpu}"
 SEMISEG="${SEMISEG:-.venv/bin/semiseg}"
-"$SEMISEG" benchmark "benchmarks/${name}.yaml" "${@:2}"
+log=$(mktemp)
+"$SEMISEG" benchmark "benchmarks/${name}.yaml" "${@:2}" | tee "$log"
+md=$(grep -E '^results' "$log" | tail -1 | sed 's/.*: //')   # the results file this grid wrote
+rm -f "$log"
 mkdir -p docs/benchmarks
 doc="${name%_cpu}"
-sed "s#(results.png)#(${doc}.png)#" "runs/benchmarks/${name}/results.md" > "docs/benchmarks/${doc}.md"
-if [ -f "runs/benchmarks/${name}/results.png" ]; then cp "runs/benchmarks/${name}/results.png" "docs/benchmarks/${doc}.png"; fi
+png="${md%.md}.png"
+sed "s#($(basename "$png"))#(${doc}.png)#" "$md" > "docs/benchmarks/${doc}.md"
+if [ -f "$png" ]; then cp "$png" "docs/benchmarks/${doc}.png"; fi
 echo "table: docs/benchmarks/${doc}.md"

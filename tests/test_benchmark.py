@@ -117,3 +117,15 @@ def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
     assert len(jobs) == len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
     for j in jobs:
         load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+
+
+def test_equivariance_grids_rescore_complete_runs_without_it(tmp_path):
+    from semiseg.benchmark import is_complete
+
+    run = tmp_path / "r"
+    (run / "eval_test").mkdir(parents=True)
+    (run / "checkpoint_final.pt").write_bytes(b"x")
+    (run / "eval_test" / "summary.csv").write_text("class,metric,mean\n")
+    assert is_complete(run) and not is_complete(run, equivariance=True)
+    (run / "eval_test" / "equivariance.csv").write_text("case,class,equivariance_dice\n")
+    assert is_complete(run, equivariance=True)

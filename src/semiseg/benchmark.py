@@ -17,6 +17,9 @@ The benchmark file (YAML) names the runs of one *cell* (one labeled count and on
       upper_bound: {preset: acdc2d_supervised, init_from: lower_bound, overrides: [split.all_labeled=true]}
       roam:        {preset: acdc2d_roam, init_from: lower_bound}
 
+Grids may share an output folder (``output``) to reuse each other's complete runs when their
+configurations are equal (compared by value), each writing its own ``results`` files.
+
 ``init_from: RUN`` starts a run from the best checkpoint of run ``RUN`` of the same cell (it waits
 for it). Every run lives in ``OUTPUT/labeled_<n>/seed_<s>/<run>``; a complete run (final
 checkpoint and test evaluation present) is skipped, an interrupted one resumed, so the command
@@ -65,6 +68,11 @@ class BenchmarkConfig(_Strict):
     upper: str | None = None
     vary_split: bool = False
     """Seeds also draw the split (``split.seed``): other labeled cases per seed, as EquiReg's three patient selections."""
+    equivariance: bool = False
+    """Also score the equivariance Dice of every run's test cases (EquiReg); complete runs without it are re-scored."""
+    results: str = "results"
+    """Stem of the result files in the output folder (``results.md/.csv/.png``); grids that share an output
+    folder, and so reuse each other's complete runs, need their own stems."""
 
     @model_validator(mode="after")
     def _check(self) -> "BenchmarkConfig":
@@ -130,6 +138,7 @@ class Job:
     overrides: tuple[str, ...]
     run_dir: Path
     depends: Path | None
+    equivariance: bool = False
 
 
 def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
@@ -146,12 +155,13 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
                     ov.append(f"split.seed={seed}")
                 if dep is not None:
                     ov.append(f"method.init_from={dep}")
-                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), cell / name, dep))
+                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), cell / name, dep, cfg.equivariance))
     return jobs
 
 
-def is_complete(run_dir: Path) -> bool:
-    return (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "eval_test" / "summary.csv").is_file()
+def is_complete(run_dir: Path, equivariance: bool = False) -> bool:
+    done = (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "eval_test" / "summary.csv").is_file()
+    return done and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
 
 
 def execute_job(job: Job) -> dict[str, Any]:
@@ -169,7 +179,7 @@ def execute_job(job: Job) -> dict[str, Any]:
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
     skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
     train_s = 0.0 if skipped else time.time() - t0
-    evaluate_run(job.run_dir, "test", save_predictions=False)
+    evaluate_run(job.run_dir, "test", save_predictions=False, equivariance=job.equivariance or None)
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     timing["train_s"] += train_s
@@ -196,12 +206,12 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
 
     for j in todo:
         load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
-    pending = [j for j in todo if not is_complete(j.run_dir)]
+    pending = [j for j in todo if not is_complete(j.run_dir, j.equivariance)]
     say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command)
-        say(f"results so far ({len(rows)} of {len(todo)} runs): {out / 'results.md'}")
+        say(f"results so far ({len(rows)} of {len(todo)} runs): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
     running: dict[Future, Job] = {}
@@ -238,7 +248,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     if failed:
         lines = "; ".join(f"{p.relative_to(out)}: {m}" for p, m in failed.items())
         raise SemisegError(f"{len(failed)} run(s) did not complete ({lines}); re-run the same command to resume")
-    say(f"results: {out / 'results.md'}")
+    say(f"results: {out / (cfg.results + '.md')}")
     return {"rows": rows, "output": out}
 
 
@@ -252,7 +262,8 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
     for j in jobs:
         cells.setdefault((j.labeled, j.seed), []).append(j)
     for (lab, seed), cell in cells.items():
-        results = {j.run: {"summary": read_csv(j.run_dir / "eval_test" / "summary.csv")} for j in cell if is_complete(j.run_dir)}
+        results = {j.run: {"summary": read_csv(j.run_dir / "eval_test" / "summary.csv")} for j in cell
+                   if is_complete(j.run_dir, j.equivariance)}
         if not results:
             continue
         summary = next(iter(results.values()))["summary"]
@@ -360,9 +371,9 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
     from semiseg.evaluation.scoring import write_csv
 
     if rows:
-        write_csv([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], out / "results.csv")
+        write_csv([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], out / f"{cfg.results}.csv")
         if len(cfg.labeled) > 1:
-            write_plot(cfg, rows, out / "results.png")
+            write_plot(cfg, rows, out / f"{cfg.results}.png")
     cpu = platform.processor() or platform.machine()
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
@@ -373,9 +384,9 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
           "Mean ± s.d. over seeds; 95% CI: percentile bootstrap of mean Dice resampling seeds and test cases. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
           "HD95/ASD in the data's spacing units.", "",
-          *(["![Dice against labeled count](results.png)", ""] if rows and len(cfg.labeled) > 1 else []),
+          *([f"![Dice against labeled count]({cfg.results}.png)", ""] if rows and len(cfg.labeled) > 1 else []),
           markdown_results(cfg, rows)]
-    (out / "results.md").write_text("\n".join(md) + "\n")
+    (out / f"{cfg.results}.md").write_text("\n".join(md) + "\n")
 
 
 def write_plot(cfg: BenchmarkConfig, rows: list[dict[str, Any]], path: Path) -> None:
