@@ -110,7 +110,7 @@ def format_summary_table(summary: list[dict[str, Any]], metrics: Sequence[str], 
         row = [c]
         for m in metrics:
             s = next((x for x in summary if x["class"] == c and x["metric"] == m), None)
-            row.append("-" if s is None or s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}" if m in ("dice", "jaccard") else f"{s['mean']:.2f} ± {s['std']:.2f}")
+            row.append("-" if s is None or s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}" if m in ("dice", "jaccard", "equivariance_dice") else f"{s['mean']:.2f} ± {s['std']:.2f}")
         lines.append(row)
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
     fmt = "  ".join("{:<%d}" % w for w in widths)
