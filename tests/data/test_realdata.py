@@ -51,3 +51,19 @@ def test_drive_folder_layout():
     frac = case.label.mean()
     assert 0.05 < frac < 0.15  # vessels are about 9% of pixels
     assert case.meta["fov"].mean() > 0.5
+
+
+@pytest.mark.skipif(not DRIVE.is_dir(), reason=f"{DRIVE} not present")
+def test_drive_preset_split_and_patch_sampling():
+    """The DRIVE preset: 4 validation, 2 labeled and 14 unlabeled training images, 20 test; 128x128 crops."""
+    from semiseg.data.datasets import PatchDataset
+    from semiseg.data.preprocessing import preprocess_case
+
+    cfg = load_config("drive2d_equireg_semi", [f"data.root={DRIVE}"])
+    layout = open_layout(cfg.data)
+    splits = make_splits(layout.refs(), cfg.split)
+    assert (len(splits.val), len(splits.labeled), len(splits.unlabeled), len(splits.test)) == (4, 2, 14, 20)
+    by_id = {r.case_id: r for r in layout.refs()}
+    case = preprocess_case(layout.load(by_id[splits.labeled[0]]), cfg.data.preprocessing)
+    sample = PatchDataset([case], cfg.data.patch_size, True, 0.0, None, slice_axis=0)[(0, 1)]
+    assert tuple(sample["image"].shape) == (3, 128, 128) and tuple(sample["label"].shape) == (128, 128)
