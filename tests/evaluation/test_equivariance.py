@@ -69,3 +69,13 @@ def test_evaluate_run_reports_equivariance_dice(msd_dataset, tmp_path):
     assert {r["class"] for r in rows} == set(res["classes"]) | {"mean"}
     assert all(0.0 <= float(r["mean"]) <= 1.0 and int(r["n"]) == 2 for r in rows)
     assert (tmp_path / "run" / "eval_test" / "equivariance.csv").is_file()
+
+
+def test_given_prediction_is_used_instead_of_recomputing():
+    from semiseg.evaluation.inference import predict_probabilities
+
+    kw = dict(groups={"fg": [1]}, policy=FLIPS, spatial_dims=2, patch_size=(16, 16), eval_cfg=EvalConfig())
+    img = image()
+    given = predict_probabilities(LeftHalf(), img, 2, (16, 16), EvalConfig())
+    assert equivariance_dice(LeftHalf(), img, probs=given, **kw) == equivariance_dice(LeftHalf(), img, **kw)
+    assert equivariance_dice(LeftHalf(), img, probs=torch.flip(given, dims=[-1]), **kw)["fg"] > 0.9  # it is what gets warped

@@ -18,9 +18,7 @@ import numpy as np
 import torch
 
 from semiseg import __version__
-import yaml
-
-from semiseg.config import RunConfig, dump_config, load_config, validate_config
+from semiseg.config import RunConfig, dump_config, load_config
 from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
@@ -395,9 +393,7 @@ class Trainer:
                 avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                 self._log_scalars(self.step, "train", avg)
                 running = {}
-            if (self.step % cfg.train.val_every == 0 or self.step == total) and not is_main_process():
-                self.stopped_early = any_rank(False, self.device)  # rank 0 validates and decides
-            elif self.step % cfg.train.val_every == 0 or self.step == total:
+            if (self.step % cfg.train.val_every == 0 or self.step == total) and is_main_process():
                 val = self.validate()
                 self._log_scalars(self.step, "val", val)
                 score = selection_score(val, cfg.eval.select_by)
@@ -413,7 +409,8 @@ class Trainer:
                     self.stopped_early = True
                     self.logger.info(f"early stop at step {self.step}: no better validation {cfg.eval.select_by} "
                                      f"in {patience} validations")
-                self.stopped_early = any_rank(self.stopped_early, self.device)
+            if self.step % cfg.train.val_every == 0 or self.step == total:
+                self.stopped_early = any_rank(self.stopped_early, self.device)  # rank 0 validated and decided
             now = time.time()
             self.train_seconds += now - tick
             tick = now
@@ -450,7 +447,7 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     A folder holding a run with a different configuration is an error (never overwritten).
     """
     if (run_dir / "config.yaml").is_file():
-        stored = validate_config(yaml.safe_load((run_dir / "config.yaml").read_text()))  # options added later take defaults
+        stored = load_config(run_dir / "config.yaml")  # options added later take their defaults
         if stored.model_dump(mode="json") != cfg.model_dump(mode="json"):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         if (run_dir / "checkpoint_final.pt").is_file():

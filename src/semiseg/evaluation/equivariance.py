@@ -42,8 +42,12 @@ def equivariance_dice(
     channels_last: bool = False,
     seed: int = 0,
     slice_mode: str = "resize",
+    probs: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Equivariance Dice per label group (name -> label values) of one preprocessed (C, Z, Y, X) image."""
+    """Equivariance Dice per label group (name -> label values) of one preprocessed (C, Z, Y, X) image.
+
+    ``probs``: the network's prediction on ``image`` when the caller already has it (not recomputed).
+    """
     x = torch.from_numpy(np.ascontiguousarray(image)).float()
     g = torch.Generator().manual_seed(int(seed))
     if spatial_dims == 2:
@@ -64,12 +68,12 @@ def equivariance_dice(
 
         valid = t.valid[0, 0]
 
-    def probs(img: torch.Tensor) -> torch.Tensor:
+    def predict(img: torch.Tensor) -> torch.Tensor:
         return predict_probabilities(network, img.numpy(), spatial_dims, patch_size, eval_cfg, slice_axis, device, channels_last,
                                      slice_mode)
 
-    seg_then_warp = warp(probs(x)).argmax(0)
-    warp_then_seg = probs(x_hat).argmax(0)
+    seg_then_warp = warp(predict(x) if probs is None else probs).argmax(0)
+    warp_then_seg = predict(x_hat).argmax(0)
     out = {}
     for name, labels in groups.items():
         lab = torch.as_tensor(list(labels))

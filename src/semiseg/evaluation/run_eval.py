@@ -43,8 +43,8 @@ def load_model(model: Path, device: torch.device | str = "cpu", which: str = "be
     return LoadedModel(net, cfg, info, path, int(ckpt["step"]))
 
 
-def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
-    """Preprocess, predict and restore to ``raw``'s geometry: (label map, probabilities)."""
+def predict_preprocessed(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[Case, torch.Tensor]:
+    """Preprocess ``raw`` and predict: (the preprocessed case, probabilities on its grid)."""
     cfg = model.cfg
     case = preprocess_case(raw, cfg.data.preprocessing)
     if case.in_channels != model.info.in_channels:
@@ -53,6 +53,12 @@ def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cp
         )
     probs = predict_probabilities(model.network, case.image, cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval,
                                   cfg.data.slice_axis, device, cfg.train.channels_last, cfg.data.slice_mode)
+    return case, probs
+
+
+def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
+    """Preprocess, predict and restore to ``raw``'s geometry: (label map, probabilities)."""
+    case, probs = predict_preprocessed(model, raw, device)
     probs = restore_probabilities(probs, case)
     return probs.argmax(0).numpy().astype(np.int16), probs
 
@@ -79,12 +85,13 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     rows, eq_rows, predictions = [], [], {}
     for cid in ids:
         raw = layout.load(refs[cid])
-        pred, _ = predict_case(model, raw, device)
+        case, probs = predict_preprocessed(model, raw, device)
+        pred = restore_probabilities(probs, case).argmax(0).numpy().astype(np.int16)
         predictions[cid] = pred
         rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
                            model.info.regions, raw.meta.get("fov"))
         if with_eq:
-            eq_rows += equivariance_rows(model, raw, cid, device)
+            eq_rows += equivariance_rows(model, case, probs, cid, device)
     classes = model.info.class_names[1:] + list(model.info.regions)
     summary = summarize(rows, metrics, classes)
     if with_eq:
@@ -102,19 +109,21 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
             "model": model, "layout": layout, "ids": ids}
 
 
-def equivariance_rows(model: LoadedModel, raw: Case, case_id: str, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
-    """Equivariance Dice of one case per class and region, under strong transforms seeded by the case id."""
+def equivariance_rows(model: LoadedModel, case: Case, probs: torch.Tensor, case_id: str,
+                      device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """Equivariance Dice of one preprocessed case (``probs``: the model's prediction on it) per class and region,
+    under strong transforms seeded by the case id."""
     import zlib
 
     from semiseg.data.replay import strong_policy
     from semiseg.evaluation.equivariance import equivariance_dice
 
     cfg = model.cfg
-    case = preprocess_case(raw, cfg.data.preprocessing)
     names = model.info.class_names
     groups: dict[str, list[int]] = {names[c]: [c] for c in range(1, len(names))}
     groups.update(model.info.regions)
     seed = zlib.crc32(case_id.encode()) ^ cfg.eval.equivariance_seed
     scores = equivariance_dice(model.network, case.image, groups, strong_policy(), cfg.data.spatial_dims, cfg.data.patch_size,
-                               cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last, seed, cfg.data.slice_mode)
+                               cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last, seed, cfg.data.slice_mode,
+                               probs)
     return [{"case": case_id, "class": name, "equivariance_dice": v} for name, v in scores.items()]
