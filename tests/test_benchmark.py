@@ -129,3 +129,14 @@ def test_equivariance_grids_rescore_complete_runs_without_it(tmp_path):
     assert is_complete(run) and not is_complete(run, equivariance=True)
     (run / "eval_test" / "equivariance.csv").write_text("case,class,equivariance_dice\n")
     assert is_complete(run, equivariance=True)
+
+
+def test_a_run_copied_back_without_weights_is_tabulated_not_skipped(tmp_path):
+    from semiseg.benchmark import is_complete
+
+    run = tmp_path / "r"
+    (run / "eval_test").mkdir(parents=True)
+    (run / "eval_test" / "summary.csv").write_text("class,metric,mean\n")
+    assert not is_complete(run, weights_needed=False)  # scored mid-training by hand: not a grid result
+    (run / "benchmark_time.json").write_text("{}")
+    assert is_complete(run, weights_needed=False) and not is_complete(run)

@@ -35,6 +35,7 @@ import json
 import math
 import platform
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -159,9 +160,17 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
     return jobs
 
 
-def is_complete(run_dir: Path, equivariance: bool = False) -> bool:
-    done = (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "eval_test" / "summary.csv").is_file()
-    return done and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
+def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool = True) -> bool:
+    """Trained and scored: the final checkpoint and the test evaluation (with the equivariance Dice if asked).
+
+    ``weights_needed=False`` (tabulating): ``benchmark_time.json``, written after a grid run is trained
+    and scored, stands in for the checkpoint, so run folders copied back from another machine without
+    their weights still make the table.
+    """
+    trained = (run_dir / "checkpoint_final.pt").is_file() or (
+        not weights_needed and (run_dir / "benchmark_time.json").is_file())
+    scored = (run_dir / "eval_test" / "summary.csv").is_file()
+    return trained and scored and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
 
 
 def execute_job(job: Job) -> dict[str, Any]:
@@ -169,7 +178,7 @@ def execute_job(job: Job) -> dict[str, Any]:
     import torch
 
     from semiseg.config import load_config
-    from semiseg.engine.trainer import run_or_resume
+    from semiseg.engine.trainer import resolve_device, run_or_resume
     from semiseg.evaluation.run_eval import evaluate_run
 
     t0 = time.time()
@@ -179,7 +188,8 @@ def execute_job(job: Job) -> dict[str, Any]:
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
     skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
     train_s = 0.0 if skipped else time.time() - t0
-    evaluate_run(job.run_dir, "test", save_predictions=False, equivariance=job.equivariance or None)
+    evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
+                 equivariance=job.equivariance or None)
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     timing["train_s"] += train_s
@@ -210,7 +220,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
-        write_results(cfg, rows, out, command)
+        write_results(cfg, rows, out, command, trained_now=False)
         say(f"results so far ({len(rows)} of {len(todo)} runs): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
@@ -263,7 +273,7 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
         cells.setdefault((j.labeled, j.seed), []).append(j)
     for (lab, seed), cell in cells.items():
         results = {j.run: {"summary": read_csv(j.run_dir / "eval_test" / "summary.csv")} for j in cell
-                   if is_complete(j.run_dir, j.equivariance)}
+                   if is_complete(j.run_dir, j.equivariance, weights_needed=False)}
         if not results:
             continue
         summary = next(iter(results.values()))["summary"]
@@ -273,11 +283,18 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
         for row in table:
             j = next(x for x in cell if x.run == row["run"])
             env_path = j.run_dir / "environment.json"
-            commit = json.loads(env_path.read_text()).get("git") if env_path.is_file() else None
+            env = json.loads(env_path.read_text()) if env_path.is_file() else {}
             row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
-                       commit=commit or "", _cases=case_mean_dice(j.run_dir / "eval_test" / "scores.csv", classes))
+                       commit=env.get("git") or "", device=trained_on(env), _cases=case_mean_dice(j.run_dir / "eval_test" / "scores.csv", classes))
             rows.append(row)
     return rows
+
+
+def trained_on(env: dict[str, Any]) -> str:
+    """The device a run trained on, from its ``environment.json`` (GPU name, or CPU and its core count)."""
+    if env.get("device", "cpu").startswith("cuda"):
+        return env.get("gpu") or "cuda"
+    return f"CPU ({env['cpu_count']} cores)" if env.get("cpu_count") else "CPU"
 
 
 def case_mean_dice(scores_csv: Path, classes: list[str]) -> dict[str, float]:
@@ -302,10 +319,11 @@ def dice_interval(rows: list[dict[str, Any]]) -> tuple[float, float]:
 
 def train_seconds(run_dir: Path) -> float:
     """Training wall time of a complete run: the engine's own count (summed over resumes) from the final
-    checkpoint, else the grid's ``benchmark_time.json``; NaN when neither knows."""
+    checkpoint, else (no checkpoint, or none recorded) the grid's ``benchmark_time.json``; NaN when neither knows."""
     from semiseg.engine.checkpoint import load_checkpoint
 
-    secs = load_checkpoint(run_dir / "checkpoint_final.pt").get("train_seconds")
+    final = run_dir / "checkpoint_final.pt"
+    secs = load_checkpoint(final).get("train_seconds") if final.is_file() else None
     if secs:
         return float(secs)
     timing_path = run_dir / "benchmark_time.json"
@@ -364,7 +382,8 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str) -> None:
+def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str,
+                  trained_now: bool = True) -> None:
     total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
     from semiseg import __version__
     from semiseg.engine.run_dir import git_hash
@@ -375,11 +394,14 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
         if len(cfg.labeled) > 1:
             write_plot(cfg, rows, out / f"{cfg.results}.png")
     cpu = platform.processor() or platform.machine()
+    devices = Counter(r.get("device") or "unknown" for r in rows)
+    trained = ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
           f"semiseg {__version__}, table written at commit {git_hash() or 'unknown'} (each run's own commit: results.csv), {platform.platform()}, {cpu}, "
-          f"{_cpu_count()} CPU cores, {cfg.jobs} run(s) side by side. Runs complete: {len(rows)} of {total}"
-          + (" (the grid resumes: re-run the command)." if len(rows) < total else "."), "",
+          f"{_cpu_count()} CPU cores" + (f", {cfg.jobs} run(s) side by side" if trained_now else "") + f". Runs complete: {len(rows)} of {total}"
+          + (" (the grid resumes: re-run the command)." if len(rows) < total else ".")
+          + (f" Trained on: {trained}." if rows else ""), "",
           "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
           "Mean ± s.d. over seeds; 95% CI: percentile bootstrap of mean Dice resampling seeds and test cases. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "

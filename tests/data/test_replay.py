@@ -114,3 +114,16 @@ def test_wrong_shape_and_bad_policy_fail_clearly():
         AugmentationPolicy(min_ops=3)
     with pytest.raises(ValueError, match="elastic step"):
         draw_transform(AugmentationPolicy(elastic_alpha=10.0, elastic_sigma=2.0), 1, (16, 16)).inverse()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_transform_geometry_stays_float32_under_autocast(dims):
+    """Inside a mixed-precision step the transform is the one drawn outside it (bf16 coordinates would
+    be off by up to a pixel, and the elastic field's bf16 smoothing failed to store)."""
+    size = (48,) * dims
+    x = torch.softmax(torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1)), 1)
+    ref = draw_transform(strong_policy(), 2, size, torch.Generator().manual_seed(3)).apply_probabilities(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = draw_transform(strong_policy(), 2, size, torch.Generator().manual_seed(3)).apply_probabilities(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)

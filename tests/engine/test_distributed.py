@@ -18,7 +18,7 @@ def _worker(rank, world, port, root, run_dir, out_dir, method):
     from semiseg.engine.trainer import Trainer
     from tests.conftest import tiny_overrides
 
-    ov = tiny_overrides(root) + ["train.iterations=3", "train.val_every=3", "train.checkpoint_every=3",
+    ov = tiny_overrides(root) + ["train.device=cpu", "train.iterations=3", "train.val_every=3", "train.checkpoint_every=3",
                                  f"method.name={method}"]
     if method != "supervised":
         ov += ["train.unlabeled_batch_size=2", "split.unlabeled=rest"]

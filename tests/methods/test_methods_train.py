@@ -32,8 +32,8 @@ def test_init_from_a_run_folder(msd_dataset, tmp_path):
     trainer = Trainer(cfg, tmp_path / "mt")
     trainer._setup()
     for k, v in lb.items():
-        torch.testing.assert_close(trainer.method.network.state_dict()[k], v)
-        torch.testing.assert_close(trainer.method.teacher.state_dict()[k], v)
+        torch.testing.assert_close(trainer.method.network.state_dict()[k].cpu(), v.cpu())
+        torch.testing.assert_close(trainer.method.teacher.state_dict()[k].cpu(), v.cpu())
 
 
 @pytest.mark.parametrize("method", ["roam", "adversarial", "pseudo_label", "equireg"])

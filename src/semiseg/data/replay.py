@@ -25,7 +25,9 @@ per component as in imgaug/Simard et al. (kernel truncated at 4 sigma or the ima
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field as dc_field
 
 import torch
@@ -113,6 +115,10 @@ class ReplayableTransform:
         return (torch.tensor(self.size[::-1], dtype=torch.float32, device=device) - 1) / 2
 
     def _compute(self) -> None:
+        with full_precision(self.steps[0].matrix.device):
+            self._compute_float32()
+
+    def _compute_float32(self) -> None:
         d = self.spatial_dims
         m0 = self.steps[0].matrix
         device = m0.device
@@ -152,7 +158,8 @@ class ReplayableTransform:
         """Warp (N, C, *size) ``x``; invalid pixels get ``fill``."""
         self._check(x)
         grid = self._get("grid")
-        y = F.grid_sample(x.float(), grid, mode=mode, padding_mode="zeros", align_corners=False)
+        with full_precision(x.device):
+            y = F.grid_sample(x.float(), grid, mode=mode, padding_mode="zeros", align_corners=False)
         return torch.where(self.valid, y, torch.full_like(y, fill))
 
     def apply_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -192,6 +199,16 @@ class ReplayableTransform:
             raise ValueError(
                 f"this transform was drawn for {self.batch_size} samples of size {self.size}; got a tensor of shape {tuple(x.shape)}"
             )
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Autocast off on the CPU and on ``device``: transform geometry in float32 even inside a
+    mixed-precision step (bf16 keeps ~3 significant digits: a pixel's error at coordinates of a few hundred)."""
+    with contextlib.ExitStack() as stack:
+        for kind in dict.fromkeys(["cpu", device.type]):
+            stack.enter_context(torch.autocast(kind, enabled=False))
+        yield
 
 
 def _homogeneous(m: torch.Tensor) -> torch.Tensor:
@@ -258,6 +275,12 @@ def draw_transform(policy: AugmentationPolicy, batch_size: int, size: tuple[int,
 
     The same generator state gives the same transform on any device.
     """
+    with full_precision(torch.device(device)):
+        return _draw(policy, batch_size, size, generator, device)
+
+
+def _draw(policy: AugmentationPolicy, batch_size: int, size: tuple[int, ...] | list[int],
+          generator: torch.Generator | None, device: torch.device | str) -> ReplayableTransform:
     size = tuple(int(s) for s in size)
     d = len(size)
     if d not in (2, 3):

@@ -20,6 +20,8 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
+from semiseg.errors import ConfigError
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -39,6 +41,9 @@ def init_from_environment(device: torch.device) -> torch.device:
         return device
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"rank with LOCAL_RANK={local} has no GPU: {torch.cuda.device_count()} visible; "
+                              "start at most one process per GPU (torchrun --nproc_per_node), or train.device=cpu")
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():
