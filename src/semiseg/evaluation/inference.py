@@ -41,29 +41,32 @@ def predict_probabilities(
     network.eval()
     x = torch.from_numpy(np.ascontiguousarray(image)).float()
     try:
-        if spatial_dims == 2 and slice_mode == "patch":
-            slices = x.movedim(slice_axis + 1, 0)  # (N, C, H, W)
-            out = [sliding_window(network, slices[i : i + cfg.slice_batch_size], patch_size, cfg, device, channels_last)
-                   for i in range(0, slices.shape[0], cfg.slice_batch_size)]
-            return torch.cat(out).movedim(0, slice_axis + 1).contiguous()
         if spatial_dims == 2:
             slices = x.movedim(slice_axis + 1, 0)  # (N, C, H, W)
-            hw = tuple(slices.shape[-2:])
             out = []
-            for start in range(0, slices.shape[0], cfg.slice_batch_size):
-                batch = slices[start : start + cfg.slice_batch_size].to(device)
-                if tuple(batch.shape[-2:]) != tuple(patch_size):
-                    batch = F.interpolate(batch, size=tuple(patch_size), mode="bilinear", align_corners=False)
-                if channels_last:
-                    batch = batch.contiguous(memory_format=memory_format(2))
-                probs = torch.softmax(network(batch).float(), dim=1)
-                if tuple(probs.shape[-2:]) != hw:
-                    probs = F.interpolate(probs, size=hw, mode="bilinear", align_corners=False)
-                out.append(probs.cpu())
+            for i in range(0, slices.shape[0], cfg.slice_batch_size):
+                chunk = slices[i : i + cfg.slice_batch_size]
+                out.append(sliding_window(network, chunk, patch_size, cfg, device, channels_last) if slice_mode == "patch"
+                           else _resized_slices(network, chunk, patch_size, device, channels_last))
             return torch.cat(out).movedim(0, slice_axis + 1).contiguous()  # (K, Z, Y, X)
         return sliding_window(network, x[None], patch_size, cfg, device, channels_last)[0]
     finally:
         network.train(was_training)
+
+
+def _resized_slices(network: nn.Module, batch: torch.Tensor, patch_size: Sequence[int], device: torch.device,
+                    channels_last: bool) -> torch.Tensor:
+    """Softmax of (N, C, H, W) slices resized to ``patch_size`` and back (bilinear), on the CPU."""
+    hw = tuple(batch.shape[-2:])
+    batch = batch.to(device)
+    if hw != tuple(patch_size):
+        batch = F.interpolate(batch, size=tuple(patch_size), mode="bilinear", align_corners=False)
+    if channels_last:
+        batch = batch.contiguous(memory_format=memory_format(2))
+    probs = torch.softmax(network(batch).float(), dim=1)
+    if tuple(probs.shape[-2:]) != hw:
+        probs = F.interpolate(probs, size=hw, mode="bilinear", align_corners=False)
+    return probs.cpu()
 
 
 def sliding_window(network: nn.Module, batch: torch.Tensor, roi: Sequence[int], cfg: EvalConfig,

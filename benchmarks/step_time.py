@@ -1,0 +1,114 @@
+"""Time one training step (forward, loss, backward, optimizer step) of the package's method/network pairs.
+
+    python benchmarks/step_time.py                 # this machine's device (CUDA if present, else CPU)
+    python benchmarks/step_time.py --out docs/benchmarks/step_time_h100.md
+
+The step mirrors the engine's (``Trainer._train_step``): channels-last tensors, bf16 autocast on CUDA
+(fp32 on the CPU), the method's ``training_step``, backward, the optimizer step, ``on_after_step``.
+Random inputs of the preset's sizes; the median over timed steps after warm-up steps; data loading not
+included. Paper-scale rows (FC-DenseNet103 at 224x224) run on CUDA only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from semiseg.evaluation.inference import memory_format
+from semiseg.methods import MethodContext, create_method
+from semiseg.networks import create_network
+
+# (row name, method, params, network, network kwargs, dims, patch, labeled batch, unlabeled batch, paper scale)
+SPECS = [
+    ("2D U-Net 16-256, supervised", "supervised", {}, "unet", {}, 2, 128, 8, 0, False),
+    ("2D U-Net 16-256, equireg", "equireg", {}, "unet", {}, 2, 128, 4, 4, False),
+    ("2D FC-DenseNet (growth 8, blocks 2-3-4-5/6; CPU preset), equireg", "equireg", {}, "fc_densenet",
+     {"growth_rate": 8, "first_channels": 24, "down_layers": [2, 3, 4, 5], "bottleneck_layers": 6}, 2, 128, 2, 6, False),
+    ("3D V-Net 16, supervised", "supervised", {}, "vnet", {"n_filters": 16}, 3, 64, 4, 0, False),
+    ("3D V-Net 16, mean teacher", "mean_teacher", {}, "vnet", {"n_filters": 16}, 3, 64, 2, 2, False),
+    ("FC-DenseNet103, supervised (EquiReg baseline)", "supervised", {}, "fc_densenet103", {}, 2, 224, 8, 0, True),
+    ("FC-DenseNet103, equireg (paper: 2 + 6)", "equireg", {}, "fc_densenet103", {}, 2, 224, 2, 6, True),
+]
+
+
+def batches(dims: int, patch: int, n_l: int, n_u: int, classes: int, device: torch.device):
+    shape = (patch,) * dims
+    fmt = memory_format(dims)
+    lab = {"image": torch.randn(n_l, 1, *shape, device=device).contiguous(memory_format=fmt),
+           "label": torch.randint(0, classes, (n_l, *shape), device=device)}
+    unl = {"image": torch.randn(n_u, 1, *shape, device=device).contiguous(memory_format=fmt)} if n_u else None
+    return lab, unl
+
+
+def time_step(spec: tuple, device: torch.device, warmup: int, steps: int, classes: int = 4) -> float:
+    _, method, params, net, kwargs, dims, patch, n_l, n_u, _ = spec
+    torch.manual_seed(0)
+    ctx = MethodContext(classes, 1, dims, 10_000, lambda: create_network(
+        net, spatial_dims=dims, in_channels=1, num_classes=classes, **kwargs))
+    m = create_method(method, ctx, params).to(device).to(memory_format=memory_format(dims))
+    m.train()
+    opt = torch.optim.SGD([p for ps in m.configure_optimizers().values() for p in ps], lr=1e-3, momentum=0.9)
+    lab, unl = batches(dims, patch, n_l, n_u, classes, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast:
+            loss = m.training_step(lab, unl, i)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        m.on_after_step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", type=Path, help="markdown table (a .json beside it); default: print only")
+    a = ap.parse_args()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    rows = []
+    for spec in SPECS:
+        if spec[-1] and device.type != "cuda":
+            continue
+        s = time_step(spec, device, a.warmup, a.steps)
+        batch = f"{spec[7]} + {spec[8]}" if spec[8] else str(spec[7])
+        rows.append({"row": spec[0], "patch": f"{spec[6]}^{spec[5]}", "batch": batch, "step_ms": round(s * 1000, 1),
+                     "steps_per_s": round(1 / s, 1)})
+        print(f"{spec[0]:50s} {rows[-1]['step_ms']:8.1f} ms/step")
+    md = [f"# Training-step time on {name}", "",
+          f"Command: `python benchmarks/step_time.py{' --out ' + str(a.out) if a.out else ''}` "
+          f"(torch {torch.__version__}, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels-last, "
+          f"median of {a.steps} steps after {a.warmup} warm-up steps; random inputs, data loading excluded).", "",
+          "| method / network | patch | batch (labeled + unlabeled) | ms / step | steps / s |", "|---|---|---|---|---|"]
+    md += [f"| {r['row']} | {r['patch']} | {r['batch']} | {r['step_ms']} | {r['steps_per_s']} |" for r in rows]
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text("\n".join(md) + "\n")
+        a.out.with_suffix(".json").write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=1))
+        print(f"table: {a.out}")
+
+
+if __name__ == "__main__":
+    main()
