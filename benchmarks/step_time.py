@@ -18,23 +18,36 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from semiseg.engine.trainer import resolve_device
 from semiseg.evaluation.inference import memory_format
 from semiseg.methods import MethodContext, create_method
 from semiseg.networks import create_network
 
-# (row name, method, params, network, network kwargs, dims, patch, labeled batch, unlabeled batch, paper scale)
+class Spec(NamedTuple):
+    row: str
+    method: str
+    network: str
+    network_kwargs: dict
+    dims: int
+    patch: int
+    labeled: int
+    unlabeled: int
+    gpu_only: bool = False  # paper scale
+
+
 SPECS = [
-    ("2D U-Net 16-256, supervised", "supervised", {}, "unet", {}, 2, 128, 8, 0, False),
-    ("2D U-Net 16-256, equireg", "equireg", {}, "unet", {}, 2, 128, 4, 4, False),
-    ("2D FC-DenseNet (growth 8, blocks 2-3-4-5/6; CPU preset), equireg", "equireg", {}, "fc_densenet",
-     {"growth_rate": 8, "first_channels": 24, "down_layers": [2, 3, 4, 5], "bottleneck_layers": 6}, 2, 128, 2, 6, False),
-    ("3D V-Net 16, supervised", "supervised", {}, "vnet", {"n_filters": 16}, 3, 64, 4, 0, False),
-    ("3D V-Net 16, mean teacher", "mean_teacher", {}, "vnet", {"n_filters": 16}, 3, 64, 2, 2, False),
-    ("FC-DenseNet103, supervised (EquiReg baseline)", "supervised", {}, "fc_densenet103", {}, 2, 224, 8, 0, True),
-    ("FC-DenseNet103, equireg (paper: 2 + 6)", "equireg", {}, "fc_densenet103", {}, 2, 224, 2, 6, True),
+    Spec("2D U-Net 16-256, supervised", "supervised", "unet", {}, 2, 128, 8, 0),
+    Spec("2D U-Net 16-256, equireg", "equireg", "unet", {}, 2, 128, 4, 4),
+    Spec("2D FC-DenseNet (growth 8, blocks 2-3-4-5/6; CPU preset), equireg", "equireg", "fc_densenet",
+         {"growth_rate": 8, "first_channels": 24, "down_layers": [2, 3, 4, 5], "bottleneck_layers": 6}, 2, 128, 2, 6),
+    Spec("3D V-Net 16, supervised", "supervised", "vnet", {"n_filters": 16}, 3, 64, 4, 0),
+    Spec("3D V-Net 16, mean teacher", "mean_teacher", "vnet", {"n_filters": 16}, 3, 64, 2, 2),
+    Spec("FC-DenseNet103, supervised (EquiReg baseline)", "supervised", "fc_densenet103", {}, 2, 224, 8, 0, True),
+    Spec("FC-DenseNet103, equireg (paper: 2 + 6)", "equireg", "fc_densenet103", {}, 2, 224, 2, 6, True),
 ]
 
 
@@ -47,15 +60,14 @@ def batches(dims: int, patch: int, n_l: int, n_u: int, classes: int, device: tor
     return lab, unl
 
 
-def time_step(spec: tuple, device: torch.device, warmup: int, steps: int, classes: int = 4) -> float:
-    _, method, params, net, kwargs, dims, patch, n_l, n_u, _ = spec
+def time_step(spec: Spec, device: torch.device, warmup: int, steps: int, classes: int = 4) -> float:
     torch.manual_seed(0)
-    ctx = MethodContext(classes, 1, dims, 10_000, lambda: create_network(
-        net, spatial_dims=dims, in_channels=1, num_classes=classes, **kwargs))
-    m = create_method(method, ctx, params).to(device).to(memory_format=memory_format(dims))
+    ctx = MethodContext(classes, 1, spec.dims, 10_000, lambda: create_network(
+        spec.network, spatial_dims=spec.dims, in_channels=1, num_classes=classes, **spec.network_kwargs))
+    m = create_method(spec.method, ctx, {}).to(device).to(memory_format=memory_format(spec.dims))
     m.train()
     opt = torch.optim.SGD([p for ps in m.configure_optimizers().values() for p in ps], lr=1e-3, momentum=0.9)
-    lab, unl = batches(dims, patch, n_l, n_u, classes, device)
+    lab, unl = batches(spec.dims, spec.patch, spec.labeled, spec.unlabeled, classes, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     times = []
     for i in range(warmup + steps):
@@ -82,7 +94,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", type=Path, help="markdown table (a .json beside it); default: print only")
     a = ap.parse_args()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    device = resolve_device(a.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         name = torch.cuda.get_device_name(0)
@@ -90,13 +102,13 @@ def main() -> None:
         name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     rows = []
     for spec in SPECS:
-        if spec[-1] and device.type != "cuda":
+        if spec.gpu_only and device.type != "cuda":
             continue
         s = time_step(spec, device, a.warmup, a.steps)
-        batch = f"{spec[7]} + {spec[8]}" if spec[8] else str(spec[7])
-        rows.append({"row": spec[0], "patch": f"{spec[6]}^{spec[5]}", "batch": batch, "step_ms": round(s * 1000, 1),
+        batch = f"{spec.labeled} + {spec.unlabeled}" if spec.unlabeled else str(spec.labeled)
+        rows.append({"row": spec.row, "patch": f"{spec.patch}^{spec.dims}", "batch": batch, "step_ms": round(s * 1000, 1),
                      "steps_per_s": round(1 / s, 1)})
-        print(f"{spec[0]:50s} {rows[-1]['step_ms']:8.1f} ms/step")
+        print(f"{spec.row:50s} {rows[-1]['step_ms']:8.1f} ms/step")
     md = [f"# Training-step time on {name}", "",
           f"Command: `python benchmarks/step_time.py --warmup {a.warmup} --steps {a.steps}{' --out ' + str(a.out) if a.out else ''}` "
           f"(torch {torch.__version__}, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels-last, "

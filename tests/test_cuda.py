@@ -17,6 +17,7 @@ from tests.methods.test_contract import builtin_methods
 from tests.networks.test_networks import CASES, build
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+GPU = torch.device("cuda")
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def test_network_forward_matches_cpu(name, dims):
     x = torch.randn(*case["shape"], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = net(x)
-        out = net.cuda()(x.cuda()).cpu()
+        out = net.to(GPU)(x.to(GPU)).cpu()
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
 
 
@@ -45,8 +46,8 @@ def test_replayed_transform_matches_cpu(dims):
     size = (24,) * dims
     probs = torch.softmax(torch.randn(3, 3, *size, generator=torch.Generator().manual_seed(2)), 1)
     t_cpu = draw_transform(strong_policy(), 3, size, torch.Generator().manual_seed(5))
-    t_gpu = draw_transform(strong_policy(), 3, size, torch.Generator().manual_seed(5), device="cuda")
-    torch.testing.assert_close(t_gpu.apply_probabilities(probs.cuda()).cpu(), t_cpu.apply_probabilities(probs),
+    t_gpu = draw_transform(strong_policy(), 3, size, torch.Generator().manual_seed(5), device=GPU)
+    torch.testing.assert_close(t_gpu.apply_probabilities(probs.to(GPU)).cpu(), t_cpu.apply_probabilities(probs),
                                rtol=1e-4, atol=1e-4)
     # valid masks agree up to pixels whose source lies on the border within rounding
     assert (t_gpu.valid.cpu() != t_cpu.valid).float().mean() < 1e-3
@@ -59,7 +60,7 @@ def test_sliding_window_matches_cpu(dims, mode):
         np.random.default_rng(0).normal(size=(1, 20, 28, 24)).astype(np.float32)
     patch = [32, 32] if dims == 2 else [16, 16, 16]
     ref = predict_probabilities(net, image, dims, patch, EvalConfig(), slice_mode=mode)
-    out = predict_probabilities(copy.deepcopy(net).cuda(), image, dims, patch, EvalConfig(), device="cuda", slice_mode=mode)
+    out = predict_probabilities(copy.deepcopy(net).to(GPU), image, dims, patch, EvalConfig(), device=GPU, slice_mode=mode)
     assert out.device.type == "cpu" and out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
 

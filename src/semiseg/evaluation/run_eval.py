@@ -56,11 +56,15 @@ def predict_preprocessed(model: LoadedModel, raw: Case, device: torch.device | s
     return case, probs
 
 
-def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
-    """Preprocess, predict and restore to ``raw``'s geometry: (label map, probabilities)."""
-    case, probs = predict_preprocessed(model, raw, device)
+def restored_prediction(case: Case, probs: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Probabilities on ``case``'s preprocessed grid back to the original geometry: (label map, probabilities)."""
     probs = restore_probabilities(probs, case)
     return probs.argmax(0).numpy().astype(np.int16), probs
+
+
+def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
+    """Preprocess, predict and restore to ``raw``'s geometry: (label map, probabilities)."""
+    return restored_prediction(*predict_preprocessed(model, raw, device))
 
 
 def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device: str = "cpu",
@@ -86,7 +90,7 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     for cid in ids:
         raw = layout.load(refs[cid])
         case, probs = predict_preprocessed(model, raw, device)
-        pred = restore_probabilities(probs, case).argmax(0).numpy().astype(np.int16)
+        pred, _ = restored_prediction(case, probs)
         predictions[cid] = pred
         rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
                            model.info.regions, raw.meta.get("fov"))
