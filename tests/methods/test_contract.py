@@ -16,8 +16,8 @@ def builtin_methods() -> list[str]:
 
 def ctx(total=10, dims=2):
     features = [4, 8, 16] if dims == 2 else [2, 4]
-    return MethodContext(C, 1, dims, total, lambda: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                      features=features))
+    return MethodContext(C, 1, dims, total, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
+                                                                          features=features, **kw))
 
 
 def batches(n_l=2, n_u=2, size=16, dims=2):
@@ -63,9 +63,18 @@ def test_training_step_contract(name, with_unlabeled, dims):
         assert rec.calls and rec.calls[0] == "main"
     else:
         out["loss"].backward()
-        grads = [p.grad for p in net.parameters() if p.requires_grad]
-        assert any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reaches the inference network"
+        grads = [p.grad for p in m.configure_optimizers()["main"]]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reaches the trained networks"
+    trained = {id(p) for ps in m.configure_optimizers().values() for p in ps}
+    before = [q.detach().clone() for q in net.parameters()]
+    if not any(id(q) in trained for q in net.parameters()):  # an EMA teacher predicts: a step must move it
+        with torch.no_grad():
+            for ps in m.configure_optimizers().values():
+                for q in ps:
+                    q.add_(0.01)
     m.on_after_step(5)
+    if not any(id(q) in trained for q in net.parameters()):
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters())), "the inference network never changes"
     groups = m.configure_optimizers()
     assert "main" in groups and all(isinstance(p, torch.nn.Parameter) for ps in groups.values() for p in ps)
     # the whole method state round-trips

@@ -154,6 +154,8 @@ class OptimConfig(_Strict):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam/AdamW coefficients."""
     nesterov: bool = False
     weight_decay: float = 1e-4
     schedule: Literal["poly", "step", "cosine", "constant"] = "poly"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from semiseg.config.schema import RunConfig
 from semiseg.data.case import Case
@@ -48,11 +48,14 @@ def load_cases(layout: Layout, ids: list[str], cfg: RunConfig) -> dict[str, Case
     return {cid: preprocess_case(layout.load(refs[cid]), cfg.data.preprocessing) for cid in ids}
 
 
-def network_factory(cfg: RunConfig, info: DatasetInfo) -> Callable[[], SegmentationNetwork]:
-    def make() -> SegmentationNetwork:
+def network_factory(cfg: RunConfig, info: DatasetInfo) -> Callable[..., SegmentationNetwork]:
+    """Builds the run's network; keyword arguments override ``network.kwargs`` (a method's variant,
+    e.g. the second co-learning student's upsampling)."""
+
+    def make(**overrides: Any) -> SegmentationNetwork:
         return create_network(
             cfg.network.name, spatial_dims=cfg.data.spatial_dims, in_channels=info.in_channels,
-            num_classes=info.num_classes, **cfg.network.kwargs,
+            num_classes=info.num_classes, **{**cfg.network.kwargs, **overrides},
         )
 
     return make

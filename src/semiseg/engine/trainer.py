@@ -19,6 +19,7 @@ import torch
 
 from semiseg import __version__
 from semiseg.config import RunConfig, dump_config, load_config
+from semiseg.config.schema import OptimConfig
 from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
@@ -150,8 +151,9 @@ class Trainer:
             unl_ds = PatchDataset(unl_cases, cfg.data.patch_size, False, 0.0, aug) if unl_cases else None
         self.datasets = (lab_ds, unl_ds)
         groups = self.method.configure_optimizers()
-        self.optimizers = {name: build_optimizer(params, cfg.optim) for name, params in groups.items()}
-        self.schedulers = {n: build_scheduler(o, cfg.train.iterations, cfg.optim) for n, o in self.optimizers.items()}
+        optim_cfgs = optimizer_configs(cfg, groups, self.method.optimizer_overrides())
+        self.optimizers = {name: build_optimizer(params, optim_cfgs[name]) for name, params in groups.items()}
+        self.schedulers = {n: build_scheduler(o, cfg.train.iterations, optim_cfgs[n]) for n, o in self.optimizers.items()}
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -418,6 +420,14 @@ class Trainer:
                 self.save("latest")
             if self.step >= total or self.stopped_early:
                 break
+
+
+def optimizer_configs(cfg: RunConfig, groups: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, OptimConfig]:
+    """The run's ``optim`` section for every optimizer, with the method's per-optimizer overrides applied."""
+    unknown = set(overrides) - set(groups)
+    if unknown:
+        raise ConfigError(f"method '{cfg.method.name}' overrides optimizers it does not have: {sorted(unknown)}")
+    return {n: OptimConfig.model_validate({**cfg.optim.model_dump(), **overrides.get(n, {})}) for n in groups}
 
 
 def validation_cross_entropy(probs: torch.Tensor, label: np.ndarray, fov: np.ndarray | None = None) -> float:

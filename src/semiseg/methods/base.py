@@ -8,7 +8,9 @@ engine owns the loop, devices, precision, checkpoints, validation and logs.
   one detached entry per named term (logged by name). ``unlabeled`` is None
   when the run has no unlabeled stream; an unlabeled batch has no ``label``.
 - ``configure_optimizers() -> dict[name, params]``: the engine builds each
-  optimizer and schedule from the run's ``optim`` config.
+  optimizer and schedule from the run's ``optim`` config, updated by
+  ``optimizer_overrides()[name]`` where a method's paper fixes an optimizer of
+  its own (e.g. a discriminator's Adam).
 - Methods with several optimizers set ``manual_optimization = True`` and call
   ``self.optimize(loss, name)`` inside ``training_step``; the engine does the
   backward pass, AMP scaling, clipping, the non-finite check and the step.
@@ -64,7 +66,8 @@ class MethodContext:
     in_channels: int
     spatial_dims: int
     total_iterations: int
-    network_factory: Callable[[], SegmentationNetwork]
+    network_factory: Callable[..., SegmentationNetwork]
+    """Builds the run's network; keyword arguments override the configured network options."""
 
 
 class Method(nn.Module):
@@ -85,6 +88,10 @@ class Method(nn.Module):
 
     def configure_optimizers(self) -> dict[str, Any]:
         return {"main": list(self.inference_network().parameters())}
+
+    def optimizer_overrides(self) -> dict[str, dict[str, Any]]:
+        """Per optimizer name, ``optim`` fields that replace the run's (none by default)."""
+        return {}
 
     def on_after_step(self, step: int) -> None:
         return None

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
 from semiseg.methods.registry import register_method
+from semiseg.methods.voxel_features import sample_voxels
 from semiseg.networks.base import SegmentationNetwork
 
 
@@ -43,17 +44,8 @@ def sample_by_class(features: torch.Tensor, classes: torch.Tensor, num_classes: 
     ``features`` (N, F, *S) and ``classes`` (N, *S) must share the spatial size.
     """
     f = features.movedim(1, -1).reshape(-1, features.shape[1])
-    c = classes.reshape(-1)
-    ok = torch.ones_like(c, dtype=torch.bool) if valid is None else valid.reshape(-1)
-    picks = []
-    for k in range(num_classes):
-        idx = torch.nonzero((c == k) & ok).squeeze(1)
-        if idx.numel():
-            picks.append(idx[torch.randperm(idx.numel(), device=idx.device)[:per_class]])
-    if not picks:
-        return f[:0], c[:0]
-    sel = torch.cat(picks)
-    return f[sel], c[sel]
+    sel = sample_voxels(classes, num_classes, per_class, valid)
+    return f[sel], classes.reshape(-1)[sel]
 
 
 def embedding_loss(f_u: torch.Tensor, c_u: torch.Tensor, f_l: torch.Tensor, c_l: torch.Tensor, margin: float) -> torch.Tensor:

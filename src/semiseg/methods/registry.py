@@ -11,7 +11,8 @@ from semiseg.errors import ConfigError, validation_summary
 from semiseg.methods.base import Method, MethodContext
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES = ("supervised", "roam", "mean_teacher", "ua_mt", "cps", "pseudo_label", "adversarial", "graph_embedding", "equireg")
+_BUILTIN_MODULES = ("supervised", "roam", "mean_teacher", "ua_mt", "cps", "pseudo_label", "adversarial", "graph_embedding", "equireg",
+                    "hybrid_colearning", "voxel_adversarial")
 
 
 def register_method(cls: type[Method]) -> type[Method]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from semiseg.errors import ConfigError
@@ -122,6 +123,48 @@ def conv_nd(spatial_dims: int) -> type[nn.Module]:
 
 def conv_transpose_nd(spatial_dims: int) -> type[nn.Module]:
     return {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
+
+
+class InterpolateConv(nn.Module):
+    """Upsampling by ``scale`` with (bi/tri)linear interpolation, then a ``scale``-sized convolution.
+
+    Its parameters have exactly the shapes of ``ConvTranspose(cin, cout, scale, stride=scale)``
+    (``weight`` (cin, cout, *k), ``bias`` (cout)), so a network built with either upsampling has the
+    same ``state_dict`` keys and shapes: the hybrid-cropping co-learning students differ in their
+    decoders yet share one weighted EMA teacher (003, Eq. 1). The even kernel is padded on the high
+    side so the upsampled size is kept.
+    """
+
+    def __init__(self, spatial_dims: int, cin: int, cout: int, scale: int = 2) -> None:
+        super().__init__()
+        self.spatial_dims, self.scale = spatial_dims, scale
+        self.weight = nn.Parameter(torch.empty(cin, cout, *(scale,) * spatial_dims))
+        self.bias = nn.Parameter(torch.empty(cout))
+        # the initialisation of the transposed convolution it stands in for
+        ref = conv_transpose_nd(spatial_dims)(cin, cout, scale, stride=scale)
+        with torch.no_grad():
+            self.weight.copy_(ref.weight)
+            self.bias.copy_(ref.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
+        h = F.interpolate(x, scale_factor=self.scale, mode=mode, align_corners=False)
+        pad = (0, self.scale - 1) * self.spatial_dims
+        conv = F.conv2d if self.spatial_dims == 2 else F.conv3d
+        return conv(F.pad(h, pad, mode="replicate"), self.weight.transpose(0, 1), self.bias)
+
+
+UPSAMPLING = ("transpose", "interpolate")
+
+
+def upsample_nd(kind: str, spatial_dims: int, cin: int, cout: int, scale: int = 2) -> nn.Module:
+    """A learned x``scale`` upsampling: ``transpose`` (transposed convolution, the default of U-Net and
+    V-Net) or ``interpolate`` (:class:`InterpolateConv`, same parameter shapes)."""
+    if kind == "transpose":
+        return conv_transpose_nd(spatial_dims)(cin, cout, scale, stride=scale)
+    if kind == "interpolate":
+        return InterpolateConv(spatial_dims, cin, cout, scale)
+    raise ConfigError(f"unknown upsampling '{kind}'; choose {' or '.join(UPSAMPLING)}")
 
 
 def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:

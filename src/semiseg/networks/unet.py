@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, conv_transpose_nd, dropout_nd, norm_nd
+from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, dropout_nd, norm_nd, upsample_nd
 
 
 class ConvBlock(nn.Sequential):
@@ -50,11 +50,11 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """One decoder level: transposed conv up, concatenate the last skip, ConvBlock."""
+    """One decoder level: learned upsampling, concatenate the last skip, ConvBlock."""
 
-    def __init__(self, dims: int, cin: int, cskip: int, cout: int, norm: str) -> None:
+    def __init__(self, dims: int, cin: int, cskip: int, cout: int, norm: str, upsampling: str = "transpose") -> None:
         super().__init__()
-        self.up = conv_transpose_nd(dims)(cin, cskip, 2, stride=2)
+        self.up = upsample_nd(upsampling, dims, cin, cskip)
         self.conv = ConvBlock(dims, 2 * cskip, cout, norm, 0.0)
 
     def forward(self, state: LayerState) -> LayerState:
@@ -75,6 +75,8 @@ class UNet(SegmentationNetwork):
             or None for the literature's schedule (0.05, 0.1, 0.2, 0.3, 0.5 for five levels; a
             linear ramp from 0.05 to 0.5 for other depths).
         norm: ``batch`` (default), ``instance``, ``group`` or ``none``.
+        upsampling: ``transpose`` (transposed convolutions) or ``interpolate`` ((bi/tri)linear
+            upsampling + a 2x2 convolution with the same parameter shapes).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class UNet(SegmentationNetwork):
         features: Sequence[int] = (16, 32, 64, 128, 256),
         dropout: float | Sequence[float] | None = None,
         norm: str = "batch",
+        upsampling: str = "transpose",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -110,7 +113,7 @@ class UNet(SegmentationNetwork):
             info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", f, 2**i))
             cin = f
         for i in range(depth - 2, -1, -1):
-            blocks.append(_Decoder(spatial_dims, cin, features[i], features[i], norm))
+            blocks.append(_Decoder(spatial_dims, cin, features[i], features[i], norm, upsampling))
             info.append(FeatureInfo(len(blocks), f"decoder{depth - 1 - i}", features[i], 2**i))
             cin = features[i]
         self.blocks = nn.ModuleList(blocks)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, conv_transpose_nd, dropout_nd, norm_nd
+from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, dropout_nd, norm_nd, upsample_nd
 
 
 def _conv_stage(dims: int, n: int, cin: int, cout: int, norm: str) -> nn.Sequential:
@@ -44,11 +44,11 @@ class _Down(nn.Module):
 
 
 class _Up(nn.Module):
-    """transposed conv up + add the last skip + conv stage."""
+    """learned upsampling + add the last skip + conv stage."""
 
-    def __init__(self, dims: int, n: int, cin: int, cout: int, norm: str, dropout: float) -> None:
+    def __init__(self, dims: int, n: int, cin: int, cout: int, norm: str, dropout: float, upsampling: str) -> None:
         super().__init__()
-        self.up = nn.Sequential(conv_transpose_nd(dims)(cin, cout, 2, stride=2), norm_nd(norm, dims, cout), nn.ReLU(inplace=True))
+        self.up = nn.Sequential(upsample_nd(upsampling, dims, cin, cout), norm_nd(norm, dims, cout), nn.ReLU(inplace=True))
         self.stage = _conv_stage(dims, n, cout, cout, norm)
         self.dropout = dropout_nd(dims, dropout)
 
@@ -66,6 +66,9 @@ class VNet(SegmentationNetwork):
         n_filters: base width; stages use 1x, 2x, 4x, 8x, 16x.
         norm: ``batch`` (default), ``instance``, ``group`` or ``none``.
         dropout: dropout on the bottleneck and on the last decoder stage (0.5 in UA-MT; 0 = off).
+        upsampling: ``transpose`` (transposed convolutions, V-Net) or ``interpolate`` (trilinear
+            upsampling + a 2x2x2 convolution with the same parameter shapes; MC-Net's second decoder
+            and the second co-learning student of 003).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class VNet(SegmentationNetwork):
         n_filters: int = 16,
         norm: str = "batch",
         dropout: float = 0.0,
+        upsampling: str = "transpose",
     ) -> None:
         super().__init__()
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
@@ -92,7 +96,7 @@ class VNet(SegmentationNetwork):
             info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", w, 2**i))
         for j, n in enumerate(convs_up):
             cin, cout = widths[4 - j], widths[3 - j]
-            blocks.append(_Up(spatial_dims, n, cin, cout, norm, dropout=dropout if j == 3 else 0.0))
+            blocks.append(_Up(spatial_dims, n, cin, cout, norm, dropout=dropout if j == 3 else 0.0, upsampling=upsampling))
             info.append(FeatureInfo(len(blocks), f"decoder{j + 1}", cout, 2 ** (3 - j)))
         self.blocks = nn.ModuleList(blocks)
         self.head = conv_nd(spatial_dims)(f, num_classes, 1)
