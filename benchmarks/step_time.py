@@ -33,7 +33,7 @@ class Spec(NamedTuple):
     network: str
     network_kwargs: dict
     dims: int
-    patch: int
+    patch: int | tuple[int, ...]
     labeled: int
     unlabeled: int
     gpu_only: bool = False  # paper scale
@@ -46,13 +46,22 @@ SPECS = [
          {"growth_rate": 8, "first_channels": 24, "down_layers": [2, 3, 4, 5], "bottleneck_layers": 6}, 2, 128, 2, 6),
     Spec("3D V-Net 16, supervised", "supervised", "vnet", {"n_filters": 16}, 3, 64, 4, 0),
     Spec("3D V-Net 16, mean teacher", "mean_teacher", "vnet", {"n_filters": 16}, 3, 64, 2, 2),
+    # the LA CPU protocol (benchmarks/la_cpu.yaml): V-Net 8 at 1.25 mm, 64x64x32 crops, 2 + 2
+    Spec("LA CPU: V-Net 8, supervised", "supervised", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 0),
+    Spec("LA CPU: V-Net 8, mean teacher", "mean_teacher", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
+    Spec("LA CPU: V-Net 8, ua_mt", "ua_mt", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
+    Spec("LA CPU: V-Net 8, hybrid_colearning", "hybrid_colearning", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
+    Spec("LA CPU: V-Net 8, voxel_adversarial", "voxel_adversarial", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
+    # the papers' LA setting (la3d_* presets): V-Net 16, 112x112x80 crops, 2 + 2
+    Spec("LA paper: V-Net 16, hybrid_colearning", "hybrid_colearning", "vnet", {"n_filters": 16, "dropout": 0.5}, 3, (112, 112, 80), 2, 2),
+    Spec("LA paper: V-Net 16, voxel_adversarial", "voxel_adversarial", "vnet", {"n_filters": 16, "dropout": 0.5}, 3, (112, 112, 80), 2, 2),
     Spec("FC-DenseNet103, supervised (EquiReg baseline)", "supervised", "fc_densenet103", {}, 2, 224, 8, 0, True),
     Spec("FC-DenseNet103, equireg (paper: 2 + 6)", "equireg", "fc_densenet103", {}, 2, 224, 2, 6, True),
 ]
 
 
-def batches(dims: int, patch: int, n_l: int, n_u: int, classes: int, device: torch.device):
-    shape = (patch,) * dims
+def batches(dims: int, patch: int | tuple[int, ...], n_l: int, n_u: int, classes: int, device: torch.device):
+    shape = (patch,) * dims if isinstance(patch, int) else tuple(patch)
     fmt = memory_format(dims)
     lab = {"image": torch.randn(n_l, 1, *shape, device=device).contiguous(memory_format=fmt),
            "label": torch.randint(0, classes, (n_l, *shape), device=device)}
@@ -62,11 +71,18 @@ def batches(dims: int, patch: int, n_l: int, n_u: int, classes: int, device: tor
 
 def time_step(spec: Spec, device: torch.device, warmup: int, steps: int, classes: int = 4) -> float:
     torch.manual_seed(0)
-    ctx = MethodContext(classes, 1, spec.dims, 10_000, lambda: create_network(
-        spec.network, spatial_dims=spec.dims, in_channels=1, num_classes=classes, **spec.network_kwargs))
+    ctx = MethodContext(classes, 1, spec.dims, 10_000, lambda **kw: create_network(
+        spec.network, spatial_dims=spec.dims, in_channels=1, num_classes=classes, **{**spec.network_kwargs, **kw}))
     m = create_method(spec.method, ctx, {}).to(device).to(memory_format=memory_format(spec.dims))
     m.train()
-    opt = torch.optim.SGD([p for ps in m.configure_optimizers().values() for p in ps], lr=1e-3, momentum=0.9)
+    opts = {n: torch.optim.SGD(ps, lr=1e-3, momentum=0.9) for n, ps in m.configure_optimizers().items()}
+
+    def optimize(loss: torch.Tensor, name: str) -> None:  # what the engine does for manual optimisation
+        loss.backward()
+        opts[name].step()
+        opts[name].zero_grad(set_to_none=True)
+
+    m.attach_optimize(optimize)
     lab, unl = batches(spec.dims, spec.patch, spec.labeled, spec.unlabeled, classes, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     times = []
@@ -76,9 +92,11 @@ def time_step(spec: Spec, device: torch.device, warmup: int, steps: int, classes
         t0 = time.perf_counter()
         with autocast:
             loss = m.training_step(lab, unl, i)["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        if not m.manual_optimization:
+            loss.backward()
+            for opt in opts.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
         m.on_after_step(i)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -93,6 +111,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", type=Path, help="markdown table (a .json beside it); default: print only")
+    ap.add_argument("--only", help="rows whose name contains this text")
     a = ap.parse_args()
     device = resolve_device(a.device)
     if device.type == "cuda":
@@ -102,11 +121,12 @@ def main() -> None:
         name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     rows = []
     for spec in SPECS:
-        if spec.gpu_only and device.type != "cuda":
+        if (spec.gpu_only and device.type != "cuda") or (a.only and a.only not in spec.row):
             continue
         s = time_step(spec, device, a.warmup, a.steps)
         batch = f"{spec.labeled} + {spec.unlabeled}" if spec.unlabeled else str(spec.labeled)
-        rows.append({"row": spec.row, "patch": f"{spec.patch}^{spec.dims}", "batch": batch, "step_ms": round(s * 1000, 1),
+        patch = f"{spec.patch}^{spec.dims}" if isinstance(spec.patch, int) else "x".join(map(str, spec.patch))
+        rows.append({"row": spec.row, "patch": patch, "batch": batch, "step_ms": round(s * 1000, 1),
                      "steps_per_s": round(1 / s, 1)})
         print(f"{spec.row:50s} {rows[-1]['step_ms']:8.1f} ms/step")
     md = [f"# Training-step time on {name}", "",

@@ -50,8 +50,34 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     part = run_benchmark(path, out, say=said.append, report_only=True)
     assert [r["run"] for r in part["rows"]] == ["lower_bound"]
     assert "| roam | (pending) |" in (out / "results.md").read_text()
-    assert "Runs complete: 1 of 2" in (out / "results.md").read_text()
+    assert "Table entries complete: 1 of 2" in (out / "results.md").read_text()
     assert not (cell / "roam" / "eval_test" / "summary.csv").exists()  # nothing was run
+
+
+@pytest.mark.slow
+def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset, tmp_path):
+    runs = {"lower_bound": {"preset": "synthbrain2d_supervised"},
+            "upper_bound": {"preset": "synthbrain2d_supervised", "once": True, "overrides": ["split.all_labeled=true"]}}
+    path = _write(tmp_path, msd_dataset, runs, labeled=[1, 2], upper="upper_bound",
+                  postprocess=["none", "largest_component"])
+    out = tmp_path / "grid"
+    said = []
+    res = run_benchmark(path, out, say=said.append)
+    assert "3 runs, 0 already complete" in said[0]
+    assert sum("start  once/seed_0/upper_bound" in line for line in said) == 1  # trained once, shown in both cells
+    once = out / "once" / "seed_0" / "upper_bound"
+    assert (once / "eval_test" / "summary.csv").is_file() and (once / "eval_test_lcc" / "summary.csv").is_file()
+    assert not (out / "labeled_1" / "seed_0" / "upper_bound").exists()
+    rows = res["rows"]
+    assert len(rows) == 2 * 2 * 2  # labeled counts x runs x post-processing
+    assert {r["postprocess"] for r in rows} == {"none", "largest_component"}
+    assert all(r["peak_rss_gib"] > 0 for r in rows)
+    md = (out / "results.md").read_text()
+    assert "### 1 labeled, largest connected component kept" in md and "peak RSS" in md and "Jaccard mean" in md
+    with pytest.raises(ConfigError, match="cannot start from"):
+        load_benchmark(_write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"},
+                                                      "u": {"preset": "synthbrain2d_supervised", "once": True,
+                                                            "init_from": "lower_bound"}}))
 
 
 def test_bad_benchmark_files(tmp_path, msd_dataset):

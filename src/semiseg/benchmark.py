@@ -40,7 +40,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import yaml
@@ -54,6 +54,9 @@ class BenchmarkRun(_Strict):
     preset: str
     overrides: list[str] = Field(default_factory=list)
     init_from: str | None = None
+    once: bool = False
+    """Train once per seed and show it in every labeled count's table (a run whose split does not depend on
+    the labeled count, e.g. the upper bound with ``split.all_labeled=true``); lives in ``OUTPUT/once/seed_<s>/``."""
 
 
 class BenchmarkConfig(_Strict):
@@ -71,6 +74,9 @@ class BenchmarkConfig(_Strict):
     """Seeds also draw the split (``split.seed``): other labeled cases per seed, as EquiReg's three patient selections."""
     equivariance: bool = False
     """Also score the equivariance Dice of every run's test cases (EquiReg); complete runs without it are re-scored."""
+    postprocess: list[Literal["none", "largest_component"]] = Field(default_factory=lambda: ["none"])
+    """Score every run's test cases as predicted (``none``) and/or after keeping each class's largest
+    connected component; one table per choice."""
     results: str = "results"
     """Stem of the result files in the output folder (``results.md/.csv/.png``); grids that share an output
     folder, and so reuse each other's complete runs, need their own stems."""
@@ -81,6 +87,9 @@ class BenchmarkConfig(_Strict):
         for n, r in self.runs.items():
             if r.init_from is not None and r.init_from not in names:
                 raise ValueError(f"run '{n}': init_from '{r.init_from}' is not a run of this benchmark ({', '.join(sorted(names))})")
+            if r.once and r.init_from is not None and not self.runs[r.init_from].once:
+                raise ValueError(f"run '{n}' is trained once per seed, so it cannot start from '{r.init_from}', "
+                                 "which depends on the labeled count")
         for role in ("lower", "upper"):
             v = getattr(self, role)
             if v is not None and v not in names:
@@ -140,6 +149,7 @@ class Job:
     run_dir: Path
     depends: Path | None
     equivariance: bool = False
+    postprocess: tuple[str, ...] = ("none",)
 
 
 def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
@@ -148,19 +158,23 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
     for lab in cfg.labeled:
         for seed in cfg.seeds:
             cell = output / f"labeled_{lab}" / f"seed_{seed}"
+            once = output / "once" / f"seed_{seed}"
             for name in _order(cfg.runs):
                 r = cfg.runs[name]
-                dep = cell / r.init_from if r.init_from else None
-                ov = list(cfg.overrides) + list(r.overrides) + [f"split.labeled={lab}", f"seed={seed}", f"name={name}"]
+                dep = (once if cfg.runs[r.init_from].once else cell) / r.init_from if r.init_from else None
+                ov = list(cfg.overrides) + list(r.overrides) + ([] if r.once else [f"split.labeled={lab}"])
+                ov += [f"seed={seed}", f"name={name}"]
                 if cfg.vary_split:
                     ov.append(f"split.seed={seed}")
                 if dep is not None:
                     ov.append(f"method.init_from={dep}")
-                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), cell / name, dep, cfg.equivariance))
+                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), (once if r.once else cell) / name, dep, cfg.equivariance,
+                                tuple(cfg.postprocess)))
     return jobs
 
 
-def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool = True) -> bool:
+def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool = True,
+                postprocess: tuple[str, ...] = ("none",)) -> bool:
     """Trained and scored: the final checkpoint and the test evaluation (with the equivariance Dice if asked).
 
     ``weights_needed=False`` (tabulating): ``benchmark_time.json``, written after a grid run is trained
@@ -169,7 +183,9 @@ def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool 
     """
     trained = (run_dir / "checkpoint_final.pt").is_file() or (
         not weights_needed and (run_dir / "benchmark_time.json").is_file())
-    scored = (run_dir / "eval_test" / "summary.csv").is_file()
+    from semiseg.evaluation.run_eval import eval_dir_name
+
+    scored = all((run_dir / eval_dir_name("test", pp) / "summary.csv").is_file() for pp in postprocess)
     return trained and scored and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
 
 
@@ -181,6 +197,8 @@ def execute_job(job: Job) -> dict[str, Any]:
     from semiseg.engine.trainer import resolve_device, run_or_resume
     from semiseg.evaluation.run_eval import evaluate_run
 
+    import resource
+
     t0 = time.time()
     cfg = load_config(job.preset, list(job.overrides))
     if cfg.train.threads:
@@ -188,12 +206,19 @@ def execute_job(job: Job) -> dict[str, Any]:
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
     skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
     train_s = 0.0 if skipped else time.time() - t0
-    evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
-                 equivariance=job.equivariance or None)
+    for i, pp in enumerate(job.postprocess):
+        evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
+                     equivariance=(job.equivariance or None) if i == 0 else False, postprocess=pp)
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     timing["train_s"] += train_s
     timing["eval_s"] = time.time() - t0 - train_s
+    # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    if not skipped:
+        timing["peak_rss_gib"] = max(float(timing.get("peak_rss_gib", 0.0)), peak)
+    if torch.cuda.is_available() and str(resolve_device(cfg.train.device)).startswith("cuda") and not skipped:
+        timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     timing_path.write_text(json.dumps(timing, indent=1))
     return timing
 
@@ -216,8 +241,17 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
 
     for j in todo:
         load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
-    pending = [j for j in todo if not is_complete(j.run_dir, j.equivariance)]
-    say(f"benchmark {cfg.name}: {len(todo)} runs, {len(todo) - len(pending)} already complete; output {out}")
+    pending, seen = [], set()
+    starts = {j.depends for j in todo if j.depends is not None}
+    for j in todo:  # a run trained once per seed appears in every cell of that seed
+        # a run no other run starts from is done once scored: its record (run folder without weights,
+        # e.g. copied back from another machine or session) is enough
+        if j.run_dir not in seen and not is_complete(j.run_dir, j.equivariance, weights_needed=j.run_dir in starts,
+                                                     postprocess=j.postprocess):
+            pending.append(j)
+        seen.add(j.run_dir)
+    n_runs = len({j.run_dir for j in todo})
+    say(f"benchmark {cfg.name}: {n_runs} runs, {n_runs - len(pending)} already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command, trained_now=False)
@@ -226,7 +260,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     failed: dict[Path, str] = {}
     running: dict[Future, Job] = {}
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         while pending or running:
             for j in list(pending):
                 if len(running) >= cfg.jobs:
@@ -263,30 +297,38 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
 
 
 def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any]]:
-    """One row per complete run: per-class and mean test metrics, RI and bridging within its cell."""
+    """One row per complete run and post-processing choice: per-class and mean test metrics, RI and bridging
+    within its cell, train time, peak memory."""
     from semiseg.evaluation.report import comparison_table
+    from semiseg.evaluation.run_eval import eval_dir_name
     from semiseg.evaluation.scoring import read_csv
 
     rows: list[dict[str, Any]] = []
     cells: dict[tuple[Any, int], list[Job]] = {}
     for j in jobs:
         cells.setdefault((j.labeled, j.seed), []).append(j)
-    for (lab, seed), cell in cells.items():
-        results = {j.run: {"summary": read_csv(j.run_dir / "eval_test" / "summary.csv")} for j in cell
-                   if is_complete(j.run_dir, j.equivariance, weights_needed=False)}
-        if not results:
-            continue
-        summary = next(iter(results.values()))["summary"]
-        classes = [c for c in dict.fromkeys(s["class"] for s in summary) if c != "mean"]
-        metrics = list(dict.fromkeys(s["metric"] for s in summary))
-        table = comparison_table(results, classes, metrics, lower=cfg.lower, upper=cfg.upper)
-        for row in table:
-            j = next(x for x in cell if x.run == row["run"])
-            env_path = j.run_dir / "environment.json"
-            env = json.loads(env_path.read_text()) if env_path.is_file() else {}
-            row.update(labeled=lab, seed=seed, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
-                       commit=env.get("git") or "", device=trained_on(env), _cases=case_mean_dice(j.run_dir / "eval_test" / "scores.csv", classes))
-            rows.append(row)
+    for pp in cfg.postprocess:
+        folder = eval_dir_name("test", pp)
+        for (lab, seed), cell in cells.items():
+            results = {j.run: {"summary": read_csv(j.run_dir / folder / "summary.csv")} for j in cell
+                       if is_complete(j.run_dir, j.equivariance, weights_needed=False, postprocess=(pp,))}
+            if not results:
+                continue
+            summary = next(iter(results.values()))["summary"]
+            classes = [c for c in dict.fromkeys(s["class"] for s in summary) if c != "mean"]
+            metrics = list(dict.fromkeys(s["metric"] for s in summary))
+            table = comparison_table(results, classes, metrics, lower=cfg.lower, upper=cfg.upper)
+            for row in table:
+                j = next(x for x in cell if x.run == row["run"])
+                env_path = j.run_dir / "environment.json"
+                env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+                timing_path = j.run_dir / "benchmark_time.json"
+                timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+                row.update(labeled=lab, seed=seed, postprocess=pp, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
+                           peak_rss_gib=float(timing.get("peak_rss_gib", float("nan"))),
+                           commit=env.get("git") or "", device=trained_on(env),
+                           _cases=case_mean_dice(j.run_dir / folder / "scores.csv", classes))
+                rows.append(row)
     return rows
 
 
@@ -345,46 +387,57 @@ def _fmt(values: list[float], digits: int) -> str:
     return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
 
 
+POSTPROCESS_TITLES = {"none": "", "largest_component": ", largest connected component kept"}
+EXTRA_METRICS = (("jaccard", "Jaccard", 4), ("hd95", "HD95", 2), ("asd", "ASD", 2), ("hd95_vox", "HD95 (vox)", 2),
+                 ("asd_vox", "ASD (vox)", 2))
+
+
 def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
-    """Per labeled count: mean (± s.d. over seeds) of Dice per class and mean, HD95, ASD, RI, bridging, time."""
+    """Per post-processing choice and labeled count: mean (± s.d. over seeds) of Dice per class and mean,
+    Jaccard, HD95, ASD (mm and voxels when scored), RI, bridging, time and peak memory."""
     if not rows:
         return "(no complete runs yet)"
     classes = [k[len("dice_"):] for k in rows[0] if k.startswith("dice_") and k != "dice_mean"]
-    has = {m: f"{m}_mean" in rows[0] for m in ("hd95", "asd")}
+    extra = [(m, title, digits) for m, title, digits in EXTRA_METRICS if f"{m}_mean" in rows[0]]
+    has_rss = any(not math.isnan(r.get("peak_rss_gib", float("nan"))) for r in rows)
     out = []
-    for lab in cfg.labeled:
-        sub = [r for r in rows if r["labeled"] == lab]
-        if not sub:
-            continue
-        out += [f"### {lab} labeled", ""]
-        has_eq = "equivariance_dice_mean" in sub[0]
-        head = ["run", "method"] + [f"Dice {c}" for c in classes] + ["Dice mean", "95% CI"]
-        head += [f"{m.upper()} mean" for m in ("hd95", "asd") if has[m]] + (["equivariance Dice"] if has_eq else [])
-        head += ["RI (Dice)", "bridging", "train time / run"]
-        out.append("| " + " | ".join(head) + " |")
-        out.append("|" + "---|" * len(head))
-        for name in cfg.runs:
-            rs = [r for r in sub if r["run"] == name]
-            if not rs:
-                out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
+    for pp in cfg.postprocess:
+        for lab in sorted(cfg.labeled):
+            sub = [r for r in rows if r["labeled"] == lab and r.get("postprocess", "none") == pp]
+            if not sub:
                 continue
-            cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
-            lo, hi = dice_interval(rs)
-            cells.append(f"[{lo:.3f}, {hi:.3f}]")
-            cells += [_fmt([r[f"{m}_mean"] for r in rs], 2) for m in ("hd95", "asd") if has[m]]
-            cells += [_fmt([r.get("equivariance_dice_mean", float("nan")) for r in rs], 4)] if has_eq else []
-            ri = [100 * r["ri_dice"] for r in rs]
-            ri_text, minutes = _fmt(ri, 1), _fmt([r["train_s"] / 60 for r in rs], 1)
-            cells += [ri_text if ri_text == "-" else f"{ri_text}%", _fmt([r["bridging"] for r in rs], 2),
-                      minutes if minutes == "-" else f"{minutes} min"]
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+            out += [f"### {lab} labeled{POSTPROCESS_TITLES[pp]}", ""]
+            has_eq = "equivariance_dice_mean" in sub[0]
+            head = ["run", "method"] + [f"Dice {c}" for c in classes] + ["Dice mean", "95% CI"]
+            head += [f"{title} mean" for _, title, _ in extra] + (["equivariance Dice"] if has_eq else [])
+            head += ["RI (Dice)", "bridging", "train time / run"] + (["peak RSS"] if has_rss else [])
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for name in cfg.runs:
+                rs = [r for r in sub if r["run"] == name]
+                if not rs:
+                    out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
+                    continue
+                cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
+                lo, hi = dice_interval(rs)
+                cells.append(f"[{lo:.3f}, {hi:.3f}]")
+                cells += [_fmt([r[f"{m}_mean"] for r in rs], digits) for m, _, digits in extra]
+                cells += [_fmt([r.get("equivariance_dice_mean", float("nan")) for r in rs], 4)] if has_eq else []
+                ri = [100 * r["ri_dice"] for r in rs]
+                ri_text, minutes = _fmt(ri, 1), _fmt([r["train_s"] / 60 for r in rs], 1)
+                cells += [ri_text if ri_text == "-" else f"{ri_text}%", _fmt([r["bridging"] for r in rs], 2),
+                          minutes if minutes == "-" else f"{minutes} min"]
+                if has_rss:
+                    rss = _fmt([r.get("peak_rss_gib", float("nan")) for r in rs], 1)
+                    cells.append(rss if rss == "-" else f"{rss} GiB")
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
     return "\n".join(out)
 
 
 def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str,
                   trained_now: bool = True) -> None:
-    total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
+    total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)  # table entries per post-processing choice
     from semiseg import __version__
     from semiseg.engine.run_dir import git_hash
     from semiseg.evaluation.scoring import write_csv
@@ -394,18 +447,19 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
         if len(cfg.labeled) > 1:
             write_plot(cfg, rows, out / f"{cfg.results}.png")
     cpu = platform.processor() or platform.machine()
+    n_done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
     devices = Counter(r.get("device") or "unknown" for r in rows)
     trained = ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
           f"semiseg {__version__}, table written at commit {git_hash() or 'unknown'} (each run's own commit: results.csv), {platform.platform()}, {cpu}, "
-          f"{_cpu_count()} CPU cores" + (f", {cfg.jobs} run(s) side by side" if trained_now else "") + f". Runs complete: {len(rows)} of {total}"
-          + (" (the grid resumes: re-run the command)." if len(rows) < total else ".")
+          f"{_cpu_count()} CPU cores" + (f", {cfg.jobs} run(s) side by side" if trained_now else "") + f". Table entries complete: {n_done} of {total}"
+          + (" (the grid resumes: re-run the command)." if n_done < total else ".")
           + (f" Trained on: {trained}." if rows else ""), "",
           "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
           "Mean ± s.d. over seeds; 95% CI: percentile bootstrap of mean Dice resampling seeds and test cases. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
-          "HD95/ASD in the data's spacing units.", "",
+          "HD95/ASD in mm (the data's spacing); '(vox)' columns in voxels. Peak RSS: the training process's peak resident memory.", "",
           *([f"![Dice against labeled count]({cfg.results}.png)", ""] if rows and len(cfg.labeled) > 1 else []),
           markdown_results(cfg, rows)]
     (out / f"{cfg.results}.md").write_text("\n".join(md) + "\n")
@@ -421,8 +475,8 @@ def write_plot(cfg: BenchmarkConfig, rows: list[dict[str, Any]], path: Path) -> 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in cfg.runs:
         pts = []
-        for lab in cfg.labeled:
-            rs = [r for r in rows if r["run"] == name and r["labeled"] == lab]
+        for lab in sorted(cfg.labeled):
+            rs = [r for r in rows if r["run"] == name and r["labeled"] == lab and r.get("postprocess", "none") == cfg.postprocess[0]]
             if rs:
                 pts.append((float(lab), float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
         if not pts:

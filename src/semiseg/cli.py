@@ -75,7 +75,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             raise ConfigError(f"'{pred}' is not a run folder; give a prediction folder and a reference folder")
         from semiseg.evaluation.run_eval import evaluate_run
 
-        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None, equivariance=a.equivariance or None)
+        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None, equivariance=a.equivariance or None,
+                           postprocess="largest_component" if a.largest_component else "none")
         print(format_summary_table(res["summary"], res["metrics"], res["classes"]))
         return
     from semiseg.data.msd import parse_dataset_json
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=["test", "val"], help="with a run folder: which split")
     s.add_argument("--equivariance", action="store_true",
                    help="with a run folder: also the equivariance Dice under strong transforms (EquiReg)")
+    s.add_argument("--largest-component", action="store_true",
+                   help="run folders: keep each class's largest connected component before scoring (writes eval_<split>_lcc)")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("demo", help="the main job on the embedded dataset (< 10 min on 2 CPU cores)")

@@ -30,6 +30,9 @@ class H5LayoutConfig(_Strict):
     """Groups volumes by subject (patient) so splits never separate a patient's frames."""
     case_file: str | None = None
     """Left-atrium variant: each list entry is a folder holding this h5 (e.g. ``mri_norm2.h5``)."""
+    spacing: list[float] | None = None
+    """Voxel spacing (mm, per stored axis) of every case: h5 files do not store it (LA 2018: 0.625 isotropic).
+    None: unit spacing, distances in voxels."""
 
 
 class Folder2DConfig(_Strict):
@@ -76,6 +79,9 @@ class AugmentationConfig(_Strict):
     """Probability of a flip along each spatial axis."""
     rot90: float = 0.5
     """Probability of a random 90-degree rotation in the in-plane axes."""
+    rot90_axes: tuple[int, int] | None = None
+    """The two spatial axes rot90 turns (default: the in-plane axes, (0, 1) in 2D and (1, 2) of (z, y, x) in 3D;
+    the LA h5 files store the slice axis last, so their in-plane axes are (0, 1))."""
     affine: float = 0.2
     rotate_deg: float = 15.0
     scale: tuple[float, float] = (0.85, 1.25)
@@ -89,7 +95,8 @@ class AugmentationConfig(_Strict):
 class DataConfig(_Strict):
     layout: Literal["msd", "h5", "folder2d"] = "msd"
     root: str = "builtin:synthbrain"
-    """Dataset folder, or ``builtin:synthbrain`` for the embedded dataset (generated and cached)."""
+    """Dataset folder (``~`` and ``$VARIABLES`` expanded), or ``builtin:synthbrain`` for the embedded dataset
+    (generated and cached)."""
     spatial_dims: Literal[2, 3] = 2
     """2: the network sees 2D slices of volumes along ``slice_axis``; 3: 3D patches."""
     slice_axis: int = 0
@@ -198,23 +205,26 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd"]] = Field(
+    metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd", "hd95_vox", "asd_vox", "assd_vox"]] = Field(
         default_factory=lambda: ["dice", "jaccard", "hd95", "asd"]
     )
-    sw_overlap: float = 0.5
+    """Distances in mm (the data's spacing); the ``_vox`` variants in voxels (the LA literature's unit)."""
+    sw_overlap: float | list[float] = 0.5
+    """Sliding-window overlap, one value or one per axis (UA-MT's stride 18/18/4 on 112x112x80: [0.84, 0.84, 0.95])."""
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = 4
     slice_batch_size: int = 16
-    val_metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd"]] = Field(
+    val_metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd", "hd95_vox", "asd_vox", "assd_vox"]] = Field(
         default_factory=lambda: ["dice"]
     )
     """Metrics computed at each validation (mean Dice and cross-entropy are always computed)."""
     equivariance: bool = False
     """Also score the equivariance Dice (EquiReg Sec. 7) of the evaluated cases under strong transforms."""
     equivariance_seed: int = 0
-    select_by: Literal["dice", "loss"] = "dice"
+    select_by: Literal["dice", "loss", "last"] = "dice"
     """Keep the checkpoint with the best mean validation Dice, or the lowest validation cross-entropy
-    (EquiReg Sec. 7: "the model version with the lowest categorical cross-entropy loss on the validation set")."""
+    (EquiReg Sec. 7: "the model version with the lowest categorical cross-entropy loss on the validation set"),
+    or the final one (``last``: no selection; validation, if any cases, is only logged)."""
 
 
 class RunConfig(_Strict):

@@ -6,8 +6,9 @@ for validation/test and ``data/CASE_slice_K.h5`` 2D slices for training, with
 is rebuilt by stacking its slices in index order).
 
 Left atrium (UA-MT): each list entry is a folder holding one h5 (``case_file``,
-e.g. ``mri_norm2.h5``). Spacing is not stored in these files: cases get unit
-spacing, so distances are in voxels, as the literature reports them on this layout.
+e.g. ``mri_norm2.h5``). Spacing is not stored in these files: cases get
+``h5.spacing`` (LA: 0.625 mm isotropic) or unit spacing; the ``_vox`` metrics give
+distances in voxels, as the literature reports them on this layout.
 """
 
 from __future__ import annotations
@@ -127,4 +128,7 @@ class H5Layout(Layout):
         if image.ndim == 2:
             image, label = image[None], label[None]
         meta = {"source": [str(f) for f in ref.image_files], "is_2d": image.shape[0] == 1}
-        return Case(ref.case_id, image[None].astype(np.float32), label, (1.0, 1.0, 1.0), ref.subject, meta)
+        spacing = tuple(float(v) for v in self.cfg.spacing) if self.cfg.spacing else (1.0, 1.0, 1.0)
+        if len(spacing) != 3:
+            raise DatasetError(f"data.h5.spacing needs 3 values (one per stored axis); got {list(spacing)}")
+        return Case(ref.case_id, image[None].astype(np.float32), label, spacing, ref.subject, meta)

@@ -7,6 +7,7 @@ the canonical arrays of :mod:`semiseg.data.case`.
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -65,9 +66,11 @@ def open_layout(cfg: "DataConfig") -> Layout:
 
         root = ensure_builtin_dataset(root_text.split(":", 1)[1], **cfg.synthbrain)
     else:
-        root = Path(root_text).expanduser()
+        root = Path(os.path.expandvars(root_text)).expanduser()
     if not root.exists():
-        raise DatasetError(f"dataset folder '{root}' does not exist")
+        unset = [v for v in re.findall(r"\$\{?(\w+)", str(root))]
+        hint = f" (environment variable {', '.join(unset)} is not set)" if unset else ""
+        raise DatasetError(f"dataset folder '{root}' does not exist{hint}")
     if cfg.layout == "msd":
         from semiseg.data.msd import MSDLayout
 

@@ -2,9 +2,11 @@
 
 Validation and test subjects come from the layout when it names them (h5 list
 files, an MSD ``imagesTs`` + ``labelsTs``), otherwise they are drawn from the
-labeled training subjects with the split seed. The labeled subjects are then
-chosen among the remaining training subjects (``first`` in sorted order, the
-ACDC protocol, or ``random``); every other training subject and every
+training subjects with the split seed. With ``labeled_selection: first`` (the
+ACDC and LA protocol) the labeled subjects are the first N training subjects in
+sorted order, taken before validation and test subjects are drawn from the
+rest (so validation cases come out of the unlabeled pool); with ``random`` they
+are drawn after validation and test. Every other training subject and every
 ``unlabeled`` case form the unlabeled set.
 """
 
@@ -90,21 +92,27 @@ def make_splits(refs: list[CaseRef], cfg: SplitConfig) -> Splits:
         taken.update(out)
         return out
 
+    first = cfg.labeled_selection == "first" and not cfg.all_labeled
+    if first:
+        # the literature's protocol: the labeled set is the first N training subjects in sorted order
+        # (LA: the first names of train.list), chosen before validation/test cases are drawn from the rest
+        n_lab = _count(cfg.labeled, len(train_subjects), "labeled")
+        if n_lab < 1 or n_lab > len(train_subjects):
+            raise ConfigError(f"split.labeled = {cfg.labeled} gives {n_lab} subjects; {len(train_subjects)} are available")
+        labeled_subjects = train_subjects[:n_lab]
+        taken.update(labeled_subjects)
     val_subjects = subj(by_pool["val"]) if by_pool.get("val") else draw(_count(cfg.val, len(train_subjects), "val"), "val")
     test_subjects = subj(by_pool["test"]) if by_pool.get("test") else draw(_count(cfg.test, len(train_subjects), "test"), "test")
-    remaining = [s for s in train_subjects if s not in taken]
+    remaining = [s for s in train_subjects if s not in taken or (first and s in labeled_subjects)]
     if not remaining:
         raise ConfigError("no training subjects are left after taking validation and test subjects")
     if cfg.all_labeled:
         labeled_subjects = remaining
-    else:
+    elif not first:
         n_lab = _count(cfg.labeled, len(remaining), "labeled")
         if n_lab < 1 or n_lab > len(remaining):
             raise ConfigError(f"split.labeled = {cfg.labeled} gives {n_lab} subjects; {len(remaining)} are available")
-        if cfg.labeled_selection == "first":
-            labeled_subjects = remaining[:n_lab]
-        else:
-            labeled_subjects = [s for s in drawn if s in set(remaining)][:n_lab]
+        labeled_subjects = [s for s in drawn if s in set(remaining)][:n_lab]
     lab_set = set(labeled_subjects)
     cases = {p: sorted(r.case_id for r in rs) for p, rs in by_pool.items()}
 

@@ -26,7 +26,7 @@ def build_augmentation(cfg: AugmentationConfig, spatial_dims: int) -> Any | None
     if cfg.flip > 0:
         ops += [T.RandFlipd(keys, prob=cfg.flip, spatial_axis=a, **both) for a in range(spatial_dims)]
     if cfg.rot90 > 0:
-        axes = (0, 1) if spatial_dims == 2 else (1, 2)
+        axes = tuple(cfg.rot90_axes) if cfg.rot90_axes is not None else (0, 1) if spatial_dims == 2 else (1, 2)
         ops.append(T.RandRotate90d(keys, prob=cfg.rot90, max_k=3, spatial_axes=axes, **both))
     if cfg.affine > 0:
         rad = math.radians(cfg.rotate_deg)

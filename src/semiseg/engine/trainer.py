@@ -115,6 +115,9 @@ class Trainer:
         self.logger.info(
             f"splits (seed {s.seed}): {len(s.labeled)} labeled, {len(s.unlabeled)} unlabeled, {len(s.val)} validation, {len(s.test)} test cases"
         )
+        if not s.val and cfg.eval.select_by != "last":
+            raise ConfigError(f"eval.select_by = {cfg.eval.select_by} needs validation cases but the split has none; "
+                              "set split.val (cases taken out of the unlabeled pool) or eval.select_by=last")
         needs_unl = cfg.train.unlabeled_batch_size > 0 and bool(s.unlabeled)
         cases = load_cases(layout, s.labeled + (s.unlabeled if needs_unl else []) + s.val, cfg)
         first = cases[s.labeled[0]]
@@ -395,18 +398,25 @@ class Trainer:
                 avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                 self._log_scalars(self.step, "train", avg)
                 running = {}
-            if (self.step % cfg.train.val_every == 0 or self.step == total) and is_main_process():
+                if not self.val_cases and self.step % cfg.train.val_every == 0 and is_main_process():
+                    rate = (self.step - s0) / max(time.time() - t0, 1e-6)
+                    eta = (total - self.step) / max(rate, 1e-9)
+                    self.logger.info(f"step {self.step}/{total}  loss {avg.get('loss', float('nan')):.4f}  "
+                                     f"({rate:.2f} it/s, ETA {eta / 60:.0f} min)")
+            if (self.step % cfg.train.val_every == 0 or self.step == total) and is_main_process() and self.val_cases:
                 val = self.validate()
                 self._log_scalars(self.step, "val", val)
                 score = selection_score(val, cfg.eval.select_by)
-                if score > self.best_metric:
+                if cfg.eval.select_by == "last":  # logged only; the final checkpoint is the model
+                    self.best_metric, self.best_step = score, self.step
+                elif score > self.best_metric:
                     self.best_metric, self.best_step = score, self.step
                     self.save("best")
                 rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                 msg = (f"step {self.step}/{total}  val dice {val['dice']:.4f}  val loss {val['loss']:.4f}  "
                        f"best {cfg.eval.select_by} {abs(self.best_metric):.4f} @ {self.best_step}  ({rate:.2f} it/s)")
                 self.logger.info(msg)
-                patience = cfg.train.early_stop_patience
+                patience = cfg.train.early_stop_patience if cfg.eval.select_by != "last" else None
                 if patience and self.step - self.best_step >= patience * cfg.train.val_every and self.step < total:
                     self.stopped_early = True
                     self.logger.info(f"early stop at step {self.step}: no better validation {cfg.eval.select_by} "
@@ -440,12 +450,16 @@ def validation_cross_entropy(probs: torch.Tensor, label: np.ndarray, fov: np.nda
 
 
 def selection_score(val: dict[str, float], select_by: str) -> float:
-    """Higher is better: the mean validation Dice, or minus the validation cross-entropy (EquiReg Sec. 7)."""
-    return val["dice"] if select_by == "dice" else -val["loss"]
+    """Higher is better: the mean validation Dice (also what ``last`` logs), or minus the validation
+    cross-entropy (EquiReg Sec. 7)."""
+    return -val["loss"] if select_by == "loss" else val["dice"]
 
 
 def describe_best(result: dict[str, Any]) -> str:
     """One line: the selected checkpoint's validation score and step."""
+    if result.get("select_by") == "last":
+        last = f"last validation Dice {result['best_metric']:.4f}; " if result["best_step"] >= 0 else ""
+        return f"{last}the final checkpoint is the model (eval.select_by = last)"
     name = "Dice" if result.get("select_by", "dice") == "dice" else "loss"
     early = ", stopped early" if result.get("stopped_early") else ""
     return f"best validation {name} {abs(result['best_metric']):.4f} at step {result['best_step']}{early}"

@@ -31,8 +31,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-ALL_METRICS = ("dice", "jaccard", "hd95", "asd", "assd")
 DISTANCE_METRICS = ("hd95", "asd", "assd")
+VOXEL_METRICS = tuple(f"{m}_vox" for m in DISTANCE_METRICS)
+"""The distance metrics in voxels (unit spacing), the unit of the LA literature on the UA-MT layout."""
+ALL_METRICS = ("dice", "jaccard") + DISTANCE_METRICS + VOXEL_METRICS
 
 
 def _spacing(mask: np.ndarray, spacing: Sequence[float] | None) -> np.ndarray:
@@ -106,16 +108,16 @@ def binary_scores(
     has_r, has_g = bool(r.any()), bool(g.any())
     empty = "none" if has_r and has_g else "both" if not (has_r or has_g) else ("prediction" if not has_r else "reference")
     out: dict[str, float] = {}
-    worst = float(np.linalg.norm(np.asarray(r.shape) * _spacing(r, spacing)))
     for m in metrics:
+        base, sp = (m[: -len("_vox")], None) if m.endswith("_vox") else (m, spacing)
         if m == "dice":
             out[m] = dice(r, g)
         elif m == "jaccard":
             out[m] = jaccard(r, g)
         elif empty == "none":
-            out[m] = {"hd95": hd95, "asd": asd, "assd": assd}[m](r, g, spacing)
+            out[m] = {"hd95": hd95, "asd": asd, "assd": assd}[base](r, g, sp)
         else:
-            out[m] = 0.0 if empty == "both" else worst
+            out[m] = 0.0 if empty == "both" else float(np.linalg.norm(np.asarray(r.shape) * _spacing(r, sp)))
     return BinaryScores(out, empty)
 
 

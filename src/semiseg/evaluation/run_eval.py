@@ -18,6 +18,7 @@ from semiseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from semiseg.engine.data_setup import DatasetInfo, network_factory
 from semiseg.errors import ConfigError
 from semiseg.evaluation.inference import predict_probabilities
+from semiseg.evaluation.postprocess import largest_component_per_class
 from semiseg.evaluation.scoring import score_case, summarize, write_csv
 from semiseg.networks import SegmentationNetwork
 
@@ -67,15 +68,28 @@ def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cp
     return restored_prediction(*predict_preprocessed(model, raw, device))
 
 
+POSTPROCESS = ("none", "largest_component")
+
+
+def eval_dir_name(split: str, postprocess: str = "none") -> str:
+    """``eval_{split}``, or ``eval_{split}_lcc`` for predictions reduced to their largest connected component."""
+    return f"eval_{split}" if postprocess == "none" else f"eval_{split}_lcc"
+
+
 def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device: str = "cpu",
-                 out_dir: Path | None = None, save_predictions: bool = True, equivariance: bool | None = None) -> dict[str, Any]:
+                 out_dir: Path | None = None, save_predictions: bool = True, equivariance: bool | None = None,
+                 postprocess: str = "none") -> dict[str, Any]:
     """Score a run's ``split`` cases (never used for model selection when ``split`` is test).
 
     Writes ``scores.csv`` (per case and class) and ``summary.csv`` into ``out_dir``
-    (default ``RUN_DIR/eval_{split}``) and returns both plus the predictions. ``equivariance``
-    (default: the run's ``eval.equivariance``) adds the equivariance Dice per case and class
-    (``equivariance.csv``; metric ``equivariance_dice`` in the summary).
+    (default ``RUN_DIR/eval_{split}``, ``..._lcc`` with post-processing) and returns both plus the
+    predictions. ``equivariance`` (default: the run's ``eval.equivariance``) adds the equivariance
+    Dice per case and class (``equivariance.csv``; metric ``equivariance_dice`` in the summary).
+    ``postprocess``: ``largest_component`` keeps each class's largest connected component (the LA
+    literature's post-processing) before scoring.
     """
+    if postprocess not in POSTPROCESS:
+        raise ConfigError(f"unknown post-processing '{postprocess}'; choose {' or '.join(POSTPROCESS)}")
     run_dir = Path(run_dir)
     model = load_model(run_dir, device, which)
     splits = Splits.load(run_dir / "splits.json")
@@ -91,6 +105,8 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
         raw = layout.load(refs[cid])
         case, probs = predict_preprocessed(model, raw, device)
         pred, _ = restored_prediction(case, probs)
+        if postprocess == "largest_component":
+            pred = largest_component_per_class(pred, model.info.num_classes)
         predictions[cid] = pred
         rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
                            model.info.regions, raw.meta.get("fov"))
@@ -101,7 +117,7 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     if with_eq:
         summary += summarize(eq_rows, ["equivariance_dice"], classes)
         metrics = metrics + ["equivariance_dice"]
-    out_dir = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
+    out_dir = Path(out_dir) if out_dir else run_dir / eval_dir_name(split, postprocess)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "scores.csv")
     write_csv(summary, out_dir / "summary.csv")

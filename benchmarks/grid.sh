@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Reproduce docs/benchmarks/acdc.md: run (or resume) the ACDC grid, then publish its table.
-#   bash benchmarks/acdc.sh                 # CPU protocol (benchmarks/acdc_cpu.yaml), ~3 h on 2 cores
-#   bash benchmarks/acdc.sh acdc_gpu        # paper-scale protocol, on a GPU
-#   bash benchmarks/acdc.sh acdc_cpu --report-only   # publish the runs complete so far
-#   bash benchmarks/acdc.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
+# Run (or resume) a benchmark grid, then publish its table as docs/benchmarks/<name without _cpu>.md.
+#   bash benchmarks/grid.sh acdc_cpu        # CPU protocol (benchmarks/acdc_cpu.yaml), ~3 h on 2 cores
+#   bash benchmarks/grid.sh acdc_gpu        # paper-scale protocol, on a GPU
+#   bash benchmarks/grid.sh acdc_cpu --report-only   # publish the runs complete so far
+#   bash benchmarks/grid.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
+#   bash benchmarks/grid.sh la_cpu          # left atrium, CPU protocol (docs/benchmarks/la.md), ~7 h on 2 cores
 # Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
