@@ -141,8 +141,11 @@ def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
     cfg = load_benchmark(path)
     jobs = plan(cfg, tmp_path)
     assert len(jobs) == len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
+    from semiseg.methods.registry import validate_method_params
+
     for j in jobs:
-        load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+        cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+        validate_method_params(cfg.method.name, cfg.method.params)  # params merged from a base preset fit the method
 
 
 def test_equivariance_grids_rescore_complete_runs_without_it(tmp_path):

@@ -6,9 +6,12 @@ from semiseg.errors import ConfigError
 
 def test_every_preset_validates():
     assert "synthbrain2d_supervised" in list_presets()
+    from semiseg.methods.registry import validate_method_params
+
     for name in list_presets():
         cfg = load_config(name)
         assert len(cfg.data.patch_size) == cfg.data.spatial_dims
+        validate_method_params(cfg.method.name, cfg.method.params)  # params merged from a base preset fit the method
 
 
 def test_dotted_overrides_are_parsed_as_yaml():

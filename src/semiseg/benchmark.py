@@ -239,8 +239,11 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     # configuration errors of any run surface before the first one trains
     from semiseg.config import load_config
 
+    from semiseg.methods.registry import validate_method_params
+
     for j in todo:
-        load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+        run_cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+        validate_method_params(run_cfg.method.name, run_cfg.method.params)
     pending, seen = [], set()
     starts = {j.depends for j in todo if j.depends is not None}
     for j in todo:  # a run trained once per seed appears in every cell of that seed
