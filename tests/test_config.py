@@ -54,3 +54,15 @@ def test_apply_overrides_creates_nested():
     assert d == {"a": {"b": {"c": 3}}}
     with pytest.raises(ConfigError, match="unknown key 'a'"):
         validate_config(d)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("train.val_every=0", "val_every"), ("train.batch_size=0", "batch_size"), ("train.iterations=-5", "iterations"),
+    ("split.labeled=1.5", "split.labeled"), ("optim.lr=0", "lr"), ("train.unlabeled_batch_size=-1", "unlabeled_batch_size"),
+    ("data.augmentation.flip=2", "flip"), ("eval.sw_overlap=1.0", "sw_overlap"), ("data.patch_size=[0,32]", "patch_size"),
+    ("train.threads=0", "threads"), ("optim.momentum=1.5", "momentum"),
+])
+def test_numeric_fields_have_bounds(override, field):
+    """Issue 11, defects 4-5: zero or negative counts crashed mid-run or ran 'complete' with no model."""
+    with pytest.raises(ConfigError, match=field):
+        load_config("synthbrain2d_supervised", [override])

@@ -103,12 +103,31 @@ def test_folder2d_pairs_by_id_maps_values_and_reads_fov(tmp_path):
     assert verify_dataset(layout).ok
 
 
-def test_folder2d_unmapped_mask_gets_hint(tmp_path):
+def test_folder2d_binary_0_255_masks_are_binary_and_other_values_need_a_mapping(tmp_path):
+    """Issue 11, defect 2: one mapping of stored mask values for training, verify, predict and evaluate."""
     make_drive_like(tmp_path)
     cfg = Folder2DConfig(images="images", labels="manual", id_regex=r"^(\d+)_")
     layout = Folder2DLayout(tmp_path, cfg, None, None)
-    report = verify_dataset(layout)
-    assert any("[255]" in p and "label_values" in p for p in report.problems)
+    assert verify_dataset(layout).ok
+    case = layout.load(next(r for r in layout.refs() if r.case_id == "21"))
+    assert set(np.unique(case.label)) == {0, 1} and case.label.sum() == 12
+    m = np.zeros((10, 12), np.uint8)
+    m[2:4, 2:4] = 100
+    Image.fromarray(m).save(tmp_path / "manual" / "22_manual1.gif")
+    report = verify_dataset(Folder2DLayout(tmp_path, cfg, None, None))
+    assert any("22_manual1.gif" in p and "[100]" in p and "label_values" in p for p in report.problems)
+
+
+def test_rgb_masks_with_colours_are_an_error_not_channel_zero(tmp_path):
+    from semiseg.data.io import read_mask2d
+
+    m = np.zeros((6, 6, 3), np.uint8)
+    m[1:3, 1:3] = (255, 0, 0)
+    Image.fromarray(m).save(tmp_path / "rgb.png")
+    with pytest.raises(DatasetError, match="rgb.png: an RGB mask with colours"):
+        read_mask2d(tmp_path / "rgb.png")
+    Image.fromarray(np.repeat(m[..., :1], 3, axis=2)).save(tmp_path / "grey_as_rgb.png")
+    assert read_mask2d(tmp_path / "grey_as_rgb.png").max() == 255
 
 
 def test_palette_masks_are_read_as_indices(tmp_path):

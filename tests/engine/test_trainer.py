@@ -168,3 +168,85 @@ def test_2d_patch_mode_trains_and_evaluates_at_full_resolution(msd_dataset, tmp_
     res = evaluate_run(tmp_path / "p", "test", save_predictions=False)
     pred = next(iter(res["predictions"].values()))
     assert pred.shape == (12, 32, 32)  # the volume's own grid, not the 16x16 patches
+
+
+def test_overwrite_only_empties_folders_semiseg_made_and_never_a_users_file(msd_dataset, tmp_path):
+    """Issue 11, defect 1: --overwrite deleted any folder holding a config.yaml, with the user's files in it."""
+    user = tmp_path / "mydata"
+    user.mkdir()
+    (user / "config.yaml").write_text("my own notes\n")  # a config.yaml alone does not make a run folder
+    (user / "scan.nii.gz").write_bytes(b"\x00\x01")
+    with pytest.raises(ConfigError, match="not a folder semiseg created"):
+        Trainer(_cfg(msd_dataset), user, overwrite=True)
+    assert (user / "config.yaml").read_text() == "my own notes\n" and (user / "scan.nii.gz").read_bytes() == b"\x00\x01"
+    run = tmp_path / "run"
+    Trainer(_cfg(msd_dataset, ["train.iterations=2", "train.val_every=2"]), run).fit()
+    assert (run / ".semiseg_run").is_file()
+    (run / "notes.txt").write_text("keep me")  # the user's note inside a real run folder
+    with pytest.raises(ConfigError, match="notes.txt"):
+        Trainer(_cfg(msd_dataset), run, overwrite=True)
+    assert (run / "notes.txt").read_text() == "keep me" and (run / "checkpoint_final.pt").is_file()
+    (run / "notes.txt").unlink()
+    Trainer(_cfg(msd_dataset, ["train.iterations=2", "train.val_every=2"]), run, overwrite=True)
+    assert not (run / "checkpoint_final.pt").exists() and (run / ".semiseg_run").is_file()
+
+
+def test_checkpoints_get_the_permissions_of_the_other_files(msd_dataset, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        Trainer(_cfg(msd_dataset, ["train.iterations=2", "train.val_every=2"]), tmp_path / "run").fit()
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "run" / "checkpoint_final.pt") == mode(tmp_path / "run" / "config.yaml") == 0o644
+
+
+def test_resume_restarts_a_run_killed_before_its_first_checkpoint_and_drops_orphan_temp_files(msd_dataset, tmp_path):
+    run = tmp_path / "run"
+    cfg = _cfg(msd_dataset, ["train.iterations=2", "train.val_every=2"])
+    trainer = Trainer(cfg, run)  # folder prepared, config written ... then the process died
+    del trainer
+    (run / ".checkpoint_latest.pt.abc123").write_bytes(b"half a checkpoint")
+    result = Trainer.resume(run).fit()
+    assert result["step"] == 2 and (run / "checkpoint_final.pt").is_file()
+    assert not list(run.glob(".checkpoint_*"))
+
+
+class _Explode(Supervised):
+    """A finite loss, but from step 3 on a buffer holds infinity (as batch-norm statistics did under Adam at lr 1e6)."""
+
+    name = "test_explode"
+
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.register_buffer("running_probe", torch.zeros(3))
+
+    def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
+        if step >= 2:
+            self.running_probe.fill_(math.inf)
+        return super().training_step(labeled, unlabeled, step)
+
+
+register_method(_Explode)
+
+
+def test_non_finite_weights_stop_the_run_before_anything_is_saved_and_predict_refuses_them(msd_dataset, tmp_path):
+    """Issue 11, defect 3: the loss stayed finite, BatchNorm buffers became Inf, and that model was saved as best."""
+    from semiseg.evaluation.run_eval import load_model
+
+    cfg = _cfg(msd_dataset, ["method.name=test_explode", "train.iterations=6", "train.val_every=1", "train.checkpoint_every=1"])
+    with pytest.raises(TrainingAborted, match="step 3: parameters or buffers became non-finite \\(running_probe\\)"):
+        Trainer(cfg, tmp_path / "run").fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_latest.pt")["step"] == 2  # the last good state
+    assert not (tmp_path / "run" / "checkpoint_final.pt").exists()
+    best = load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")
+    assert all(torch.isfinite(v).all() for v in best["inference_state"].values() if v.is_floating_point())
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint_latest.pt")
+    key = next(k for k in ckpt["inference_state"] if k.endswith("running_var"))
+    ckpt["inference_state"][key].fill_(math.nan)
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="non-finite weights"):
+        load_model(tmp_path / "bad.pt")

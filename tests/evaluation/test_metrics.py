@@ -50,6 +50,18 @@ def test_empty_mask_policy():
     assert miss.empty == "prediction" and miss.values["dice"] == 0.0 and miss.values["hd95"] == pytest.approx(diag)
     extra = M.binary_scores(m, z)
     assert extra.empty == "reference" and extra.values["asd"] == pytest.approx(np.hypot(10, 20))
+    vox = M.binary_scores(z, m, (2.0, 1.0), ["hd95", "hd95_vox"])  # the worst distance in voxels ignores the spacing
+    assert vox.values == {"hd95": pytest.approx(diag), "hd95_vox": pytest.approx(np.hypot(10, 20))}
+
+
+def test_voxel_distances_are_the_mm_distances_with_unit_spacing():
+    a = np.zeros((12, 12, 12), bool)
+    b = np.zeros((12, 12, 12), bool)
+    a[2:7, 3:8, 3:9] = True
+    b[3:9, 3:8, 2:8] = True
+    s = M.binary_scores(a, b, (0.625, 0.625, 0.625), ["hd95", "asd", "hd95_vox", "asd_vox"]).values
+    assert s["hd95_vox"] == pytest.approx(M.hd95(a, b)) and s["asd_vox"] == pytest.approx(M.asd(a, b))
+    assert s["hd95"] == pytest.approx(0.625 * s["hd95_vox"]) and s["asd"] == pytest.approx(0.625 * s["asd_vox"])
 
 
 def test_multiclass_and_regions():

@@ -71,24 +71,24 @@ class PreprocessingConfig(_Strict):
     histogram_equalization: bool = False
     """Per-channel histogram equalisation to [0, 1] over the whole volume (EquiReg Sec. 6.1; inside the
     non-zero region when ``nonzero_only``), before ``normalize`` (set ``normalize: none`` to keep [0, 1])."""
-    histogram_bins: int = 256
+    histogram_bins: int = Field(256, ge=2)
 
 
 class AugmentationConfig(_Strict):
-    flip: float = 0.5
+    flip: float = Field(0.5, ge=0, le=1)
     """Probability of a flip along each spatial axis."""
-    rot90: float = 0.5
+    rot90: float = Field(0.5, ge=0, le=1)
     """Probability of a random 90-degree rotation in the in-plane axes."""
     rot90_axes: tuple[int, int] | None = None
     """The two spatial axes rot90 turns (default: the in-plane axes, (0, 1) in 2D and (1, 2) of (z, y, x) in 3D;
     the LA h5 files store the slice axis last, so their in-plane axes are (0, 1))."""
-    affine: float = 0.2
+    affine: float = Field(0.2, ge=0, le=1)
     rotate_deg: float = 15.0
     scale: tuple[float, float] = (0.85, 1.25)
-    elastic: float = 0.0
+    elastic: float = Field(0.0, ge=0, le=1)
     elastic_sigma: tuple[float, float] = (9.0, 13.0)
     elastic_magnitude: tuple[float, float] = (0.0, 900.0)
-    intensity: float = 0.15
+    intensity: float = Field(0.15, ge=0, le=1)
     """Probability of each intensity change (gamma, scale/shift, Gaussian noise)."""
 
 
@@ -101,10 +101,10 @@ class DataConfig(_Strict):
     """2: the network sees 2D slices of volumes along ``slice_axis``; 3: 3D patches."""
     slice_axis: int = 0
     """Axis of the (z, y, x) volume along which 2D models slice (0 = axial for h5/NIfTI)."""
-    num_classes: int | None = None
+    num_classes: int | None = Field(None, ge=1)
     """Including background. Taken from dataset.json for the MSD layout."""
     class_names: list[str] | None = None
-    in_channels: int | None = None
+    in_channels: int | None = Field(None, ge=1)
     patch_size: list[int] = Field(default_factory=lambda: [128, 128])
     """2D: every slice is resized to this size (``slice_mode: resize``) or random crops of this size are taken
     (``slice_mode: patch``); 3D: size of random training patches and of the sliding window."""
@@ -112,7 +112,7 @@ class DataConfig(_Strict):
     """2D only. ``resize``: whole slices resized to ``patch_size`` (the ACDC protocol of the literature);
     ``patch``: random ``patch_size`` crops of full-resolution slices for training and a 2D sliding window
     for prediction (thin structures such as retinal vessels or EM membranes, large images)."""
-    foreground_oversample: float = 0.33
+    foreground_oversample: float = Field(0.33, ge=0, le=1)
     """3D: fraction of patches centred on a foreground voxel (nnU-Net's 1/3)."""
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
@@ -132,14 +132,14 @@ class SplitConfig(_Strict):
     """
 
     seed: int = 0
-    labeled: float = 2
+    labeled: float = Field(2, ge=0)
     """Labeled subjects: a count (>= 1) or a fraction of the training subjects (< 1)."""
     labeled_selection: Literal["random", "first"] = "random"
     """``first``: the first subjects in sorted order (the ACDC protocol); ``random``: drawn with ``seed``."""
     unlabeled: Literal["rest", "none"] = "rest"
     """``rest``: every training subject that is not labeled; ``none``: no unlabeled data."""
-    val: float = 2
-    test: float = 4
+    val: float = Field(2, ge=0)
+    test: float = Field(4, ge=0)
     all_labeled: bool = False
     """Upper bound: every training subject is labeled (unlabeled set empty)."""
 
@@ -159,37 +159,37 @@ class MethodConfig(_Strict):
 
 class OptimConfig(_Strict):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam/AdamW coefficients."""
     nesterov: bool = False
-    weight_decay: float = 1e-4
+    weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["poly", "step", "cosine", "constant"] = "poly"
-    poly_power: float = 0.9
-    step_size: int = 2500
-    step_gamma: float = 0.1
-    warmup_iterations: int = 0
-    grad_clip: float | None = None
+    poly_power: float = Field(0.9, gt=0)
+    step_size: int = Field(2500, ge=1)
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    warmup_iterations: int = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
 
 
 class TrainConfig(_Strict):
-    iterations: int = 1000
-    batch_size: int = 8
+    iterations: int = Field(1000, ge=1)
+    batch_size: int = Field(8, ge=1)
     """Labeled samples per step."""
-    unlabeled_batch_size: int = 0
+    unlabeled_batch_size: int = Field(0, ge=0)
     """Unlabeled samples per step (0: the method gets no unlabeled batch)."""
-    val_every: int = 200
-    log_every: int = 20
-    checkpoint_every: int = 200
-    num_workers: int = 0
+    val_every: int = Field(200, ge=1)
+    log_every: int = Field(20, ge=1)
+    checkpoint_every: int = Field(200, ge=1)
+    num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     """Mixed precision, applied on CUDA only (bf16/fp16 autocast is slow on CPU)."""
     compile: bool = False
     """torch.compile, applied on CUDA only."""
     channels_last: bool = True
-    max_bad_steps: int = 10
+    max_bad_steps: int = Field(10, ge=1)
     """A non-finite loss skips the step; this many in a row abort the run."""
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: ``auto`` shows it when stderr is a terminal (YAML's true/false also accepted)."""
@@ -198,9 +198,9 @@ class TrainConfig(_Strict):
     @classmethod
     def _progress_bool(cls, v: object) -> object:
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     """torch intra-op threads (None: torch's default)."""
-    early_stop_patience: int | None = None
+    early_stop_patience: int | None = Field(None, ge=1)
     """Stop when this many validations in a row bring no better selection score (None: train every iteration)."""
 
 
@@ -212,8 +212,8 @@ class EvalConfig(_Strict):
     sw_overlap: float | list[float] = 0.5
     """Sliding-window overlap, one value or one per axis (UA-MT's stride 18/18/4 on 112x112x80: [0.84, 0.84, 0.95])."""
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
-    sw_batch_size: int = 4
-    slice_batch_size: int = 16
+    sw_batch_size: int = Field(4, ge=1)
+    slice_batch_size: int = Field(16, ge=1)
     val_metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd", "hd95_vox", "asd_vox", "assd_vox"]] = Field(
         default_factory=lambda: ["dice"]
     )
@@ -240,6 +240,15 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
+        if any(p < 1 for p in self.data.patch_size):
+            raise ValueError(f"data.patch_size {self.data.patch_size}: every size must be >= 1")
+        overlaps = self.eval.sw_overlap if isinstance(self.eval.sw_overlap, list) else [self.eval.sw_overlap]
+        if any(not 0 <= o < 1 for o in overlaps):
+            raise ValueError(f"eval.sw_overlap {self.eval.sw_overlap}: each value must be in [0, 1)")
+        for key in ("labeled", "val", "test"):
+            v = getattr(self.split, key)
+            if v >= 1 and v != int(v):
+                raise ValueError(f"split.{key} = {v}: a count (a whole number >= 1) or a fraction (0 < x < 1)")
         if len(self.data.patch_size) != self.data.spatial_dims:
             raise ValueError(
                 f"data.patch_size {self.data.patch_size} has {len(self.data.patch_size)} entries "

@@ -15,7 +15,7 @@ import numpy as np
 
 from semiseg.config.schema import Folder2DConfig
 from semiseg.data.case import Case, CaseRef
-from semiseg.data.io import IMAGE2D_ENDINGS, read_image2d, read_mask2d, strip_ending
+from semiseg.data.io import IMAGE2D_ENDINGS, read_image2d, read_mask2d, strip_ending, to_class_indices
 from semiseg.data.layout import Layout
 from semiseg.errors import DatasetError
 
@@ -88,17 +88,7 @@ class Folder2DLayout(Layout):
         return list(self._problems)
 
     def map_labels(self, raw: np.ndarray, source: Path) -> np.ndarray:
-        if self.cfg.label_values:
-            out = np.full(raw.shape, -1, dtype=np.int16)
-            for stored, cls in self.cfg.label_values.items():
-                out[raw == stored] = cls
-            if (out < 0).any():
-                bad = sorted({int(v) for v in np.unique(raw[out < 0])})[:10]
-                raise DatasetError(f"{source}: mask values {bad} are not in label_values {self.cfg.label_values}")
-            return out
-        if self.cfg.label_threshold is not None:
-            return (raw > self.cfg.label_threshold).astype(np.int16)
-        return raw.astype(np.int16)
+        return to_class_indices(raw, source, self.cfg.label_values, self.cfg.label_threshold, self.num_classes)
 
     def load(self, ref: CaseRef) -> Case:
         image = read_image2d(ref.image_files[0], grayscale=self.cfg.grayscale)[:, None]

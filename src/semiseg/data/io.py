@@ -105,8 +105,49 @@ def read_mask2d(path: Path, palette: str = "grey") -> np.ndarray:
     except Exception as exc:
         raise DatasetError(f"{path}: cannot read mask ({exc})") from None
     if arr.ndim == 3:
+        colour = arr[..., :3]
+        if not (colour == colour[..., :1]).all():
+            raise DatasetError(f"{path}: an RGB mask with colours (channels differ); store class indices in a grey "
+                               "or palette image")
         arr = arr[..., 0]
     return arr
+
+
+MAX_AUTO_CLASSES = 32
+"""Without a declared mapping, mask values >= this are not taken for class indices (an intensity image)."""
+
+
+def to_class_indices(raw: np.ndarray, source: Path | str, label_values: dict[int, int] | None = None,
+                     threshold: int | None = None, num_classes: int | None = None) -> np.ndarray:
+    """Stored mask values -> class indices (int16), the one mapping used by training, verify, predict and evaluate.
+
+    ``label_values`` maps every stored value (an unknown value is an error); ``threshold`` binarises
+    (value > threshold -> 1). Otherwise a mask whose values are {0, 255} or {255} is binary (what
+    ``semiseg predict`` writes for two classes), and any other values must be class indices:
+    below ``num_classes`` when it is known, below :data:`MAX_AUTO_CLASSES` when not. Values that
+    cannot be mapped are an error naming the file, never a silent list of classes.
+    """
+    raw = np.asarray(raw)
+    if label_values:
+        out = np.full(raw.shape, -1, dtype=np.int16)
+        for stored, cls in label_values.items():
+            out[raw == stored] = cls
+        if (out < 0).any():
+            bad = sorted({int(v) for v in np.unique(raw[out < 0])})[:10]
+            raise DatasetError(f"{source}: mask values {bad} are not in label_values {label_values}")
+        return out
+    if threshold is not None:
+        return (raw > threshold).astype(np.int16)
+    values = {int(v) for v in np.unique(raw)}
+    if values <= {0, 255} and 255 in values and (num_classes is None or num_classes == 2):
+        return (raw == 255).astype(np.int16)
+    limit = num_classes if num_classes is not None else MAX_AUTO_CLASSES
+    bad = sorted(v for v in values if v < 0 or v >= limit)
+    if bad:
+        what = f"the {num_classes} classes" if num_classes is not None else "class indices"
+        raise DatasetError(f"{source}: mask values {bad[:10]} are not {what}; declare the mapping "
+                           "(label_values, e.g. {0: 0, 255: 1}, or a threshold)")
+    return raw.astype(np.int16)
 
 
 def write_nifti_like(array: np.ndarray, path: Path, meta: dict[str, Any]) -> None:

@@ -23,6 +23,9 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; checkpoints get the other files' permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,19 +14,51 @@ from pathlib import Path
 from semiseg.errors import ConfigError
 
 FILES = ("config.yaml", "splits.json", "environment.json", "train.log", "metrics.csv")
+MARKER = ".semiseg_run"
+"""Written first into every run folder: ``--overwrite`` only ever empties folders that carry it."""
+OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json")
+OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "tensorboard")
+"""What semiseg writes into a run folder (checkpoints, their temp files, evaluations, TensorBoard logs)."""
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Entries of a run folder that semiseg did not write (the user's own files)."""
+    own = set(OWN_FILES) | {p.name for pattern in OWN_PATTERNS for p in path.glob(pattern)}
+    return sorted(p.name for p in path.iterdir() if p.name not in own)
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:
-    """Create ``path``; an existing non-empty folder is an error unless ``overwrite`` (then it is emptied)."""
+    """Create ``path`` and mark it as a run folder.
+
+    An existing non-empty folder is an error unless ``overwrite``; then only a folder that carries the
+    run marker and holds nothing but what semiseg writes is emptied (a user's files are never deleted).
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run folder '{path}' exists and is not a folder")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise ConfigError(f"run folder '{path}' already exists; use --overwrite to replace it or 'semiseg resume {path}'")
-        if not (path / "config.yaml").is_file():
-            raise ConfigError(f"'{path}' is not a semiseg run folder (no config.yaml); refusing to delete it")
-        shutil.rmtree(path)
+        if not (path / MARKER).is_file():
+            raise ConfigError(f"'{path}' is not a folder semiseg created (no {MARKER} marker); refusing to delete anything in it")
+        foreign = foreign_entries(path)
+        if foreign:
+            raise ConfigError(f"'{path}' holds files semiseg did not write ({', '.join(foreign[:5])}"
+                              f"{', ...' if len(foreign) > 5 else ''}); move them or choose another run folder")
+        for entry in path.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text(json.dumps({"semiseg_run": 1}) + "\n")
     return path
+
+
+def remove_orphan_temp_files(path: Path) -> list[str]:
+    """Delete checkpoint temp files left by a process killed while writing; returns their names."""
+    gone = []
+    for tmp in Path(path).glob(".checkpoint_*.pt.*"):
+        tmp.unlink(missing_ok=True)
+        gone.append(tmp.name)
+    return gone
 
 
 def git_hash() -> str | None:

@@ -32,7 +32,9 @@ from semiseg.engine.data_setup import (
 )
 from semiseg.engine.optim import build_optimizer, build_scheduler
 from semiseg.engine.distributed import any_rank, average_gradients, broadcast_module, init_from_environment, rank, world_size
-from semiseg.engine.run_dir import close_logger, is_main_process, prepare_run_dir, setup_logger, write_environment
+from semiseg.engine.run_dir import (
+    close_logger, is_main_process, prepare_run_dir, remove_orphan_temp_files, setup_logger, write_environment,
+)
 from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
 from semiseg.evaluation.scoring import mean_dice, score_case
@@ -93,6 +95,9 @@ class Trainer:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"'{run_dir}' is not a run folder (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml", overrides)
+        remove_orphan_temp_files(run_dir)
+        if not (run_dir / "checkpoint_latest.pt").is_file():  # killed before its first checkpoint: start it again
+            return cls(cfg, run_dir, overwrite=True)
         if overrides:
             (run_dir / "config.yaml").write_text(dump_config(cfg))
         return cls(cfg, run_dir, _resuming=True)
@@ -200,9 +205,24 @@ class Trainer:
 
     def save(self, kind: str) -> Path:
         path = self.run_dir / f"checkpoint_{kind}.pt"
+        bad = non_finite_tensors(self.method)
+        if bad:  # never write a model that cannot predict (guarded after every step; this is the last line)
+            raise TrainingAborted(f"not saving checkpoint_{kind}.pt: non-finite values in {', '.join(bad[:5])}")
         if is_main_process():
             save_atomic(self._checkpoint(), path)
         return path
+
+    def _check_weights(self) -> None:
+        """After an optimizer step: every parameter and buffer must be finite (a finite loss can still blow up
+        batch-norm statistics), else the run stops before anything is saved."""
+        bad = non_finite_tensors(self.method)
+        if any_rank(bool(bad), self.device):
+            last = self.run_dir / "checkpoint_latest.pt"
+            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
+            raise TrainingAborted(
+                f"step {self.step + 1}: parameters or buffers became non-finite ({', '.join(bad[:5]) or 'on another rank'}); "
+                f"nothing from this step was saved and {where}; lower optim.lr or set optim.grad_clip"
+            )
 
     def _load_latest(self) -> None:
         path = self.run_dir / "checkpoint_latest.pt"
@@ -266,6 +286,7 @@ class Trainer:
         self._clip_and_step(opt)
         self.scaler.update()
         opt.zero_grad(set_to_none=True)
+        self._check_weights()
 
     def _clip_and_step(self, opt: torch.optim.Optimizer) -> None:
         """Unscale and clip (when ``optim.grad_clip``) then step one optimizer through the AMP scaler."""
@@ -298,6 +319,7 @@ class Trainer:
                     self._clip_and_step(opt)
                 self.scaler.update()
                 self._zero_all()
+                self._check_weights()
         except NonFiniteLoss as exc:
             self._zero_all()
             self.bad_steps += 1
@@ -430,6 +452,17 @@ class Trainer:
                 self.save("latest")
             if self.step >= total or self.stopped_early:
                 break
+
+
+def non_finite_tensors(module: torch.nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers that hold a NaN or an infinity."""
+    tensors = [(n, t) for n, t in module.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(ok.all()):
+        return []
+    return [n for (n, _), good in zip(tensors, ok.tolist()) if not good]
 
 
 def optimizer_configs(cfg: RunConfig, groups: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, OptimConfig]:

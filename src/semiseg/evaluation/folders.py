@@ -7,20 +7,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from semiseg.data.io import IMAGE2D_ENDINGS, NIFTI_ENDINGS, ITK_ENDINGS, file_ending, read_mask2d, read_volume, strip_ending
+from semiseg.data.io import (
+    IMAGE2D_ENDINGS, ITK_ENDINGS, NIFTI_ENDINGS, file_ending, read_mask2d, read_volume, strip_ending, to_class_indices,
+)
 from semiseg.errors import DatasetError
 from semiseg.evaluation.scoring import score_case, summarize, write_csv
 
 
-def _read_labels(path: Path, threshold: int | None) -> tuple[np.ndarray, tuple[float, ...]]:
+def _read_labels(path: Path, threshold: int | None, num_classes: int | None) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Class indices of a label file (the mapping training uses: a 0/255 mask is binary) and its spacing."""
     if file_ending(path) in IMAGE2D_ENDINGS:
         arr = read_mask2d(path)[None]
         sp: tuple[float, ...] = (1.0, 1.0, 1.0)
     else:
         arr, sp, _ = read_volume(path)
-    if threshold is not None:
-        arr = (arr > threshold).astype(np.int16)
-    return np.asarray(arr).astype(np.int16), sp
+    return to_class_indices(np.rint(arr).astype(np.int64), path, threshold=threshold, num_classes=num_classes), sp
 
 
 def evaluate_folders(
@@ -39,8 +40,9 @@ def evaluate_folders(
     rows = []
     loaded = {}
     for cid in sorted(gts):
-        gt, sp = _read_labels(gts[cid], threshold)
-        pr, _ = _read_labels(preds[cid], threshold)
+        k = len(class_names) if class_names is not None else None
+        gt, sp = _read_labels(gts[cid], threshold, k)
+        pr, _ = _read_labels(preds[cid], threshold, k)
         if pr.shape != gt.shape:
             raise DatasetError(f"prediction {preds[cid]} has shape {pr.shape} but reference {gts[cid]} has shape {gt.shape}")
         loaded[cid] = (pr, gt, sp)

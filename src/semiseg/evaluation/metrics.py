@@ -34,7 +34,8 @@ from scipy import ndimage
 DISTANCE_METRICS = ("hd95", "asd", "assd")
 VOXEL_METRICS = tuple(f"{m}_vox" for m in DISTANCE_METRICS)
 """The distance metrics in voxels (unit spacing), the unit of the LA literature on the UA-MT layout."""
-ALL_METRICS = ("dice", "jaccard") + DISTANCE_METRICS + VOXEL_METRICS
+DEFAULT_METRICS = ("dice", "jaccard") + DISTANCE_METRICS
+ALL_METRICS = DEFAULT_METRICS + VOXEL_METRICS
 
 
 def _spacing(mask: np.ndarray, spacing: Sequence[float] | None) -> np.ndarray:
@@ -96,7 +97,7 @@ def binary_scores(
     result: np.ndarray,
     reference: np.ndarray,
     spacing: Sequence[float] | None = None,
-    metrics: Sequence[str] = ALL_METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> BinaryScores:
     """The requested metrics for one binary mask pair, with the empty-mask policy of this module."""
     unknown = set(metrics) - set(ALL_METRICS)
@@ -126,7 +127,7 @@ def multiclass_scores(
     reference: np.ndarray,
     classes: Sequence[int] | dict[str, Sequence[int]],
     spacing: Sequence[float] | None = None,
-    metrics: Sequence[str] = ALL_METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> dict[str, BinaryScores]:
     """Scores per class (a list of label values) or per region (name -> union of label values)."""
     if prediction.shape != reference.shape:

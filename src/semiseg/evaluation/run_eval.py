@@ -38,6 +38,10 @@ def load_model(model: Path, device: torch.device | str = "cpu", which: str = "be
     cfg = validate_config(ckpt["config"])
     ds = ckpt["dataset"]
     info = DatasetInfo(ds["num_classes"], ds["in_channels"], list(ds["class_names"]), dict(ds.get("regions", {})))
+    bad = [k for k, v in ckpt["inference_state"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({', '.join(bad[:3])}); it cannot predict. "
+                          "Use an earlier checkpoint or retrain with a lower optim.lr")
     net = network_factory(cfg, info)()
     net.load_state_dict(ckpt["inference_state"])
     net.to(device).eval()
