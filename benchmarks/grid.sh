@@ -5,13 +5,15 @@
 #   bash benchmarks/grid.sh acdc_cpu --report-only   # publish the runs complete so far
 #   bash benchmarks/grid.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
 #   bash benchmarks/grid.sh la_cpu          # left atrium, CPU protocol (docs/benchmarks/la.md), ~7 h on 2 cores
-# Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint.
+# Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint; the records of
+# complete runs (benchmarks/records/<name>, committed) let a fresh clone resume where an earlier machine stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-acdc_cpu}"
 SEMISEG="${SEMISEG:-.venv/bin/semiseg}"
 log=$(mktemp)
-"$SEMISEG" benchmark "benchmarks/${name}.yaml" "${@:2}" | tee "$log"
+# run records (no weights) are kept in benchmarks/records/<name>: a fresh machine resumes the grid from them
+"$SEMISEG" benchmark "benchmarks/${name}.yaml" --records "benchmarks/records/${name}" "${@:2}" | tee "$log"
 md=$(grep -E '^results' "$log" | tail -1 | sed 's/.*: //')   # the results file this grid wrote
 rm -f "$log"
 mkdir -p docs/benchmarks

@@ -74,6 +74,16 @@ def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset
     assert all(r["peak_rss_gib"] > 0 for r in rows)
     md = (out / "results.md").read_text()
     assert "### 1 labeled, largest connected component kept" in md and "peak RSS" in md and "Jaccard mean" in md
+    # records: run folders without weights; a fresh output resumes from them without training again
+    rec = tmp_path / "records"
+    run_benchmark(path, out, say=said.append, report_only=True, records=rec)
+    assert (rec / "once" / "seed_0" / "upper_bound" / "eval_test_lcc" / "summary.csv").is_file()
+    assert not list(rec.rglob("*.pt"))
+    said.clear()
+    again = run_benchmark(path, tmp_path / "fresh", say=said.append, records=rec)
+    assert "copied 3 run record(s)" in said[0] and "3 already complete" in said[1]
+    assert not any("start" in line for line in said)
+    assert len(again["rows"]) == 8
     with pytest.raises(ConfigError, match="cannot start from"):
         load_benchmark(_write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"},
                                                       "u": {"preset": "synthbrain2d_supervised", "once": True,

@@ -223,11 +223,37 @@ def execute_job(job: Job) -> dict[str, Any]:
     return timing
 
 
+RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
+"""What a run record leaves out: weights, their temp files, TensorBoard logs, saved predictions."""
+
+
+def copy_records(src_root: Path, dst_root: Path, run_dirs: list[Path], src_base: Path) -> int:
+    """Copy the record of each run folder ``src_base/rel`` (complete runs only) to ``dst_root/rel`` unless it exists
+    there already; returns how many were copied."""
+    import shutil
+
+    n = 0
+    for run_dir in run_dirs:
+        rel = run_dir.relative_to(src_base)
+        src, dst = src_root / rel, dst_root / rel
+        if not (src / "benchmark_time.json").is_file() or (dst / "benchmark_time.json").is_file():
+            continue
+        if dst.exists():
+            shutil.rmtree(dst)  # an interrupted run the record supersedes
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+        n += 1
+    return n
+
+
 def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
-                  jobs: int | None = None, say: Callable[[str], None] = print, report_only: bool = False) -> dict[str, Any]:
+                  jobs: int | None = None, say: Callable[[str], None] = print, report_only: bool = False,
+                  records: Path | None = None) -> dict[str, Any]:
     """Train every missing run of the grid (``jobs`` side by side), score it, write the tables.
 
     ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
+    ``records``: a folder of run records (run folders without weights, e.g. committed from an earlier
+    machine): complete runs there are copied into the grid first (a run no other run starts from is then
+    not trained again), and the record of every complete run is written there at the end.
     """
     cfg = load_benchmark(config, overrides)
     if jobs:
@@ -236,6 +262,11 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     out = Path(output or cfg.output or Path("runs") / "benchmarks" / cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     todo = plan(cfg, out)
+    run_dirs = sorted({j.run_dir for j in todo})
+    if records is not None and Path(records).is_dir():
+        n = copy_records(Path(records), out, run_dirs, out)
+        if n:
+            say(f"copied {n} run record(s) from {records}")
     # configuration errors of any run surface before the first one trains
     from semiseg.config import load_config
 
@@ -258,6 +289,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     if report_only:
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command, trained_now=False)
+        if records is not None:
+            copy_records(out, Path(records), run_dirs, out)
         say(f"results so far ({len(rows)} of {len(todo)} runs): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
@@ -292,6 +325,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         failed.setdefault(j.run_dir, "not started")
     rows = collect_results(cfg, todo)
     write_results(cfg, rows, out, command)
+    if records is not None:
+        copy_records(out, Path(records), run_dirs, out)
     if failed:
         lines = "; ".join(f"{p.relative_to(out)}: {m}" for p, m in failed.items())
         raise SemisegError(f"{len(failed)} run(s) did not complete ({lines}); re-run the same command to resume")

@@ -106,7 +106,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
 def cmd_benchmark(a: argparse.Namespace) -> None:
     from semiseg.benchmark import run_benchmark
 
-    run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only)
+    run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
+                  records=Path(a.records) if a.records else None)
 
 
 def cmd_list(a: argparse.Namespace) -> None:
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", help="grid folder (default: the file's 'output', else runs/benchmarks/NAME)")
     s.add_argument("--jobs", type=int, help="runs trained side by side (default: the file's 'jobs')")
     s.add_argument("--report-only", action="store_true", help="train nothing; tabulate the runs complete so far")
+    s.add_argument("--records", help="folder of run records (run folders without weights): complete runs found there are "
+                                     "copied in before the grid runs, and every complete run's record is written there after")
     s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("list", help="list methods, networks, datasets or presets")
