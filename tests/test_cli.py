@@ -105,3 +105,35 @@ def test_predict_2d_images_writes_png_of_the_input_size(tmp_path):
     assert written == ["21_training.png", "22_training.png", "23_training.png"]
     mask = np.asarray(Image.open(out / "21_training.png"))
     assert mask.shape == (10, 12) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_version(capsys):
+    from semiseg import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"semiseg {__version__}"
+
+
+def test_relative_data_root_in_a_yaml_is_relative_to_the_yaml(tmp_path, monkeypatch, capsys):
+    """Issue 11, defect 6: a relative data.root in a user's YAML resolved against the current directory."""
+    import yaml
+
+    write_msd(tmp_path / "project" / "data" / "ds")
+    (tmp_path / "project" / "configs").mkdir()
+    (tmp_path / "project" / "configs" / "base.yaml").write_text(yaml.safe_dump(
+        {"extends": "synthbrain2d_supervised", "data": {"root": "../data/ds"}}))
+    (tmp_path / "project" / "configs" / "mine.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", "name": "mine"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["verify", str(tmp_path / "project" / "configs" / "mine.yaml")]) == 0
+    assert str(tmp_path / "project" / "data" / "ds") in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_supervised_method_with_an_unlabeled_batch_warns_and_loads_none(tmp_path, capsys):
+    root = write_msd(tmp_path / "ds", unlabeled=2)
+    run = tmp_path / "run"
+    assert main(["train", "synthbrain2d_supervised", *tiny_overrides(root), "train.iterations=2", "train.val_every=2",
+                 "train.unlabeled_batch_size=2", "--run-dir", str(run)]) == 0
+    assert "does not use unlabeled data; train.unlabeled_batch_size = 2 is ignored" in (run / "train.log").read_text()

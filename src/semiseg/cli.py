@@ -26,7 +26,7 @@ def cmd_verify(a: argparse.Namespace) -> None:
         base = RunConfig.model_validate({"data": {"layout": "msd", "root": str(path)}}).model_dump(mode="json")
         cfg = validate_config(apply_overrides(base, a.overrides))
     else:
-        cfg = load_config(a.target, a.overrides)
+        cfg = load_config(a.target, a.overrides, user_file=True)
     layout = open_layout(cfg.data)
     report = verify_dataset(layout, cfg.data.in_channels)
     pools = ", ".join(f"{n} {p}" for p, n in sorted(report.pools.items()))
@@ -41,7 +41,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from semiseg.config import load_config
     from semiseg.engine.trainer import Trainer, describe_best
 
-    cfg = load_config(a.config, a.overrides)
+    cfg = load_config(a.config, a.overrides, user_file=True)
     out = Path(a.run_dir) if a.run_dir else Path("runs") / cfg.name
     result = Trainer(cfg, out, overwrite=a.overwrite).fit()
     if result["best_step"] >= 0:  # rank 0 (the only rank that validates under torchrun)
@@ -131,6 +131,9 @@ def cmd_list(a: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="semiseg", description="Semi-supervised medical image segmentation.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    from semiseg import __version__
+
+    p.add_argument("--version", action="version", version=f"semiseg {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ov = dict(nargs="*", default=[], help="dotted overrides, e.g. optim.lr=0.01 train.iterations=500")
 

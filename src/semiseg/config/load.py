@@ -86,14 +86,33 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_inheritance(data: dict[str, Any], seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A config may name ``extends: PRESET_OR_FILE``; its values are merged over that base."""
+def _beside(name: str, folder: Path | None) -> str:
+    """A relative YAML path named inside a config file: relative to that file's folder when it exists there."""
+    if folder is not None and name.endswith((".yaml", ".yml")) and not Path(name).is_absolute() and (folder / name).is_file():
+        return str(folder / name)
+    return name
+
+
+def _root_beside(data: dict[str, Any], folder: Path) -> None:
+    """A relative ``data.root`` written in a YAML file means relative to that file's folder."""
+    root = data.get("data", {}).get("root") if isinstance(data.get("data"), dict) else None
+    if isinstance(root, str) and root and not root.startswith(("builtin:", "~", "$")) and not Path(root).is_absolute():
+        data["data"]["root"] = str((folder / root).resolve())
+
+
+def resolve_inheritance(data: dict[str, Any], seen: tuple[str, ...] = (), folder: Path | None = None) -> dict[str, Any]:
+    """A config may name ``extends: PRESET_OR_FILE`` (a file relative to the extending file's folder); its values
+    are merged over that base. With ``folder`` (user YAML files), relative ``data.root`` values are resolved there."""
     parent = data.pop("extends", None)
+    if folder is not None:
+        _root_beside(data, folder)
     if parent is None:
         return data
+    parent = _beside(str(parent), folder)
     if parent in seen:
         raise ConfigError(f"config inheritance loops through '{parent}'")
-    base = resolve_inheritance(read_config_file(parent), seen + (parent,))
+    is_file = Path(parent).suffix in (".yaml", ".yml") and Path(parent).is_file()
+    base = resolve_inheritance(read_config_file(parent), seen + (parent,), Path(parent).resolve().parent if folder and is_file else None)
     return _merge(base, data)
 
 
@@ -116,9 +135,16 @@ def validate_config(data: dict[str, Any]) -> RunConfig:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  - {l}" for l in lines)) from None
 
 
-def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Preset or YAML file + dotted overrides -> validated :class:`RunConfig`."""
-    data = resolve_inheritance(read_config_file(name_or_path), (str(name_or_path),))
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None, user_file: bool = False) -> RunConfig:
+    """Preset or YAML file + dotted overrides -> validated :class:`RunConfig`.
+
+    ``user_file``: a YAML file a user wrote (``semiseg train/verify FILE``): relative ``data.root`` values in it
+    (and in the files it extends) are relative to the file's folder, not to the current directory. Command-line
+    overrides stay relative to the current directory.
+    """
+    path = Path(name_or_path)
+    folder = path.resolve().parent if user_file and path.suffix in (".yaml", ".yml") and path.is_file() else None
+    data = resolve_inheritance(read_config_file(name_or_path), (str(name_or_path),), folder)
     apply_overrides(data, list(overrides or []))
     return validate_config(data)
 

@@ -39,7 +39,7 @@ from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
 from semiseg.evaluation.scoring import mean_dice, score_case
 from semiseg.methods import MethodContext, create_method
-from semiseg.methods.registry import validate_method_params
+from semiseg.methods.registry import get_method_class, validate_method_params
 
 
 class NonFiniteLoss(Exception):
@@ -123,7 +123,11 @@ class Trainer:
         if not s.val and cfg.eval.select_by != "last":
             raise ConfigError(f"eval.select_by = {cfg.eval.select_by} needs validation cases but the split has none; "
                               "set split.val (cases taken out of the unlabeled pool) or eval.select_by=last")
-        needs_unl = cfg.train.unlabeled_batch_size > 0 and bool(s.unlabeled)
+        method_cls = get_method_class(cfg.method.name)
+        if cfg.train.unlabeled_batch_size > 0 and not method_cls.uses_unlabeled:
+            self.logger.warning(f"warning: method '{cfg.method.name}' does not use unlabeled data; "
+                                f"train.unlabeled_batch_size = {cfg.train.unlabeled_batch_size} is ignored (no unlabeled cases loaded)")
+        needs_unl = cfg.train.unlabeled_batch_size > 0 and bool(s.unlabeled) and method_cls.uses_unlabeled
         cases = load_cases(layout, s.labeled + (s.unlabeled if needs_unl else []) + s.val, cfg)
         first = cases[s.labeled[0]]
         self.info = dataset_info(cfg, layout, first)
