@@ -56,6 +56,25 @@ def test_train_predict_evaluate_round_trip(tmp_path, capsys):
     assert "outer" in text and "whole" in text and (tmp_path / "ev" / "scores.csv").is_file()
     assert main(["evaluate", str(run)]) == 0
     assert (run / "eval_test" / "summary.csv").is_file()
+    assert f"scores: {run / 'eval_test' / 'scores.csv'}" in capsys.readouterr().out
+    assert main(["evaluate", str(run)]) == 2  # earlier results are not overwritten silently
+    assert main(["evaluate", str(run), "--overwrite"]) == 0
+    # one unreadable input: the others are still predicted, the failure is named, the exit code says so
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("case00_0000.nii.gz", "case01_0000.nii.gz"):
+        (mixed / name).write_bytes((inp / name).read_bytes())
+    (mixed / "case00_0000.nii.gz").write_bytes(b"not a nifti")
+    capsys.readouterr()
+    assert main(["predict", str(run), str(mixed), str(tmp_path / "pred2")]) == 3
+    err = capsys.readouterr().err
+    assert "case00_0000.nii.gz" in err and "1 of 2 input(s) could not be predicted (1 written" in err
+    assert (tmp_path / "pred2" / "case01.nii.gz").is_file() and not (tmp_path / "pred2" / "case00.nii.gz").exists()
+    png = tmp_path / "png"
+    png.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(png / "x.png")
+    main(["predict", str(run), str(png), str(tmp_path / "pred3")])
+    assert "x.png: a 2D image, but the model was trained on volumes (layout msd)" in capsys.readouterr().err
 
 
 def test_evaluate_png_with_threshold(tmp_path, capsys):

@@ -75,9 +75,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             raise ConfigError(f"'{pred}' is not a run folder; give a prediction folder and a reference folder")
         from semiseg.evaluation.run_eval import evaluate_run
 
-        res = evaluate_run(pred, a.split, out_dir=Path(a.out) if a.out else None, equivariance=a.equivariance or None,
-                           postprocess="largest_component" if a.largest_component else "none")
+        from semiseg.evaluation.run_eval import eval_dir_name
+
+        pp = "largest_component" if a.largest_component else "none"
+        target = Path(a.out) if a.out else pred / eval_dir_name(a.split, pp)
+        if (target / "scores.csv").is_file() and not a.overwrite:
+            raise ConfigError(f"{target} holds earlier results; use --overwrite to replace them or --out for another folder")
+        res = evaluate_run(pred, a.split, out_dir=target, equivariance=a.equivariance or None, postprocess=pp)
         print(format_summary_table(res["summary"], res["metrics"], res["classes"]))
+        print(f"scores: {target / 'scores.csv'}")
         return
     from semiseg.data.msd import parse_dataset_json
     from semiseg.evaluation.folders import evaluate_folders
@@ -92,6 +98,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     if bad:
         raise ConfigError(f"unknown metrics {sorted(bad)}; choose from {', '.join(METRICS)}")
     out = Path(a.out) if a.out else pred.parent / f"{pred.name}_evaluation"
+    if (out / "scores.csv").is_file() and not a.overwrite:
+        raise ConfigError(f"{out} holds earlier results; use --overwrite to replace them or --out for another folder")
     res = evaluate_folders(pred, Path(a.gt), out, mlist, names, regions, a.threshold)
     print(format_summary_table(res["summary"], mlist, res["classes"]))
     print(f"scores: {out / 'scores.csv'}")
@@ -172,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=["test", "val"], help="with a run folder: which split")
     s.add_argument("--equivariance", action="store_true",
                    help="with a run folder: also the equivariance Dice under strong transforms (EquiReg)")
+    s.add_argument("--overwrite", action="store_true", help="replace earlier results in the output folder")
     s.add_argument("--largest-component", action="store_true",
                    help="run folders: keep each class's largest connected component before scoring (writes eval_<split>_lcc)")
     s.set_defaults(fn=cmd_evaluate)

@@ -10,8 +10,10 @@ outputs are not overwritten without ``overwrite``.
 from __future__ import annotations
 
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -58,8 +60,24 @@ def check_output_location(inp: Path, out: Path) -> None:
         raise ConfigError(f"output folder '{out}' lies inside the input folder '{inp_dir}'; choose another folder")
 
 
-def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", overwrite: bool = False) -> list[Path]:
+def input_kind_warning(model_layout: str, files: list[Path]) -> str | None:
+    """A warning when the input's kind (2D image or volume) differs from what the model was trained on."""
+    is_2d = file_ending(files[0]) in IMAGE2D_ENDINGS
+    if model_layout == "folder2d" and not is_2d:
+        return f"{files[0]}: a volume, but the model was trained on 2D images (layout folder2d)"
+    if model_layout != "folder2d" and is_2d:
+        return f"{files[0]}: a 2D image, but the model was trained on volumes (layout {model_layout})"
+    return None
+
+
+def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", overwrite: bool = False,
+                 say: Callable[[str], None] | None = None) -> list[Path]:
+    """Predict every input case; a case that fails is reported and the others are still written.
+
+    Raises :class:`DatasetError` naming every failed input after the rest are written.
+    """
     inp, out = Path(inp), Path(out)
+    say = say or (lambda m: print(m, file=sys.stderr))
     if not inp.exists():
         raise DatasetError(f"input '{inp}' does not exist")
     check_output_location(inp, out)
@@ -74,22 +92,36 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
     if existing and not overwrite:
         raise ConfigError(f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); use --overwrite")
     grayscale = model.cfg.data.folder2d.grayscale
-    written = []
+    written: list[Path] = []
+    failures: list[str] = []
     for cid, files in groups.items():
-        case = read_input_case(cid, files, grayscale)
-        pred, _ = predict_case(model, case, device)
-        target = planned[cid]
-        if target.suffix == ".png":
-            scale = 255 if model.info.num_classes == 2 else 1
-            write_png(pred[0], target, scale)
-        elif "affine" in case.meta:
-            write_nifti_like(pred, target, case.meta)
-        else:
-            import SimpleITK as sitk
-
-            img = sitk.GetImageFromArray(pred.astype(np.uint8))
-            img.CopyInformation(case.meta["itk"])
-            target = target.with_name(f"{cid}{file_ending(files[0])}")
-            sitk.WriteImage(img, str(target))
-        written.append(target)
+        warning = input_kind_warning(model.cfg.data.layout, files)
+        if warning:
+            say(f"warning: {warning}")
+        try:
+            written.append(_predict_one(model, cid, files, planned[cid], grayscale, device))
+        except Exception as exc:  # one unreadable input must not stop the others
+            failures.append(f"{files[0]}: {exc}")
+            say(f"failed: {files[0]}: {exc}")
+    if failures:
+        raise DatasetError(f"{len(failures)} of {len(groups)} input(s) could not be predicted "
+                           f"({len(written)} written to {out})", failures[:20])
     return written
+
+
+def _predict_one(model: Any, cid: str, files: list[Path], target: Path, grayscale: bool, device: str) -> Path:
+    case = read_input_case(cid, files, grayscale)
+    pred, _ = predict_case(model, case, device)
+    if target.suffix == ".png":
+        scale = 255 if model.info.num_classes == 2 else 1
+        write_png(pred[0], target, scale)
+    elif "affine" in case.meta:
+        write_nifti_like(pred, target, case.meta)
+    else:
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(pred.astype(np.uint8))
+        img.CopyInformation(case.meta["itk"])
+        target = target.with_name(f"{cid}{file_ending(files[0])}")
+        sitk.WriteImage(img, str(target))
+    return target
