@@ -206,9 +206,8 @@ def execute_job(job: Job) -> dict[str, Any]:
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
     skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
     train_s = 0.0 if skipped else time.time() - t0
-    for i, pp in enumerate(job.postprocess):
-        evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
-                     equivariance=(job.equivariance or None) if i == 0 else False, postprocess=pp)
+    evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
+                 equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     timing["train_s"] += train_s

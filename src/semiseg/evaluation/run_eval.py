@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def eval_dir_name(split: str, postprocess: str = "none") -> str:
 
 def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device: str = "cpu",
                  out_dir: Path | None = None, save_predictions: bool = True, equivariance: bool | None = None,
-                 postprocess: str = "none") -> dict[str, Any]:
+                 postprocess: str | Sequence[str] = "none") -> dict[str, Any]:
     """Score a run's ``split`` cases (never used for model selection when ``split`` is test).
 
     Writes ``scores.csv`` (per case and class) and ``summary.csv`` into ``out_dir``
@@ -90,10 +90,14 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     predictions. ``equivariance`` (default: the run's ``eval.equivariance``) adds the equivariance
     Dice per case and class (``equivariance.csv``; metric ``equivariance_dice`` in the summary).
     ``postprocess``: ``largest_component`` keeps each class's largest connected component (the LA
-    literature's post-processing) before scoring.
+    literature's post-processing) before scoring; several choices are scored from one prediction per
+    case, each into its own folder (``out_dir`` then applies to the first), and the first is returned
+    (all of them under ``"variants"``).
     """
-    if postprocess not in POSTPROCESS:
-        raise ConfigError(f"unknown post-processing '{postprocess}'; choose {' or '.join(POSTPROCESS)}")
+    variants = [postprocess] if isinstance(postprocess, str) else list(postprocess)
+    unknown = [v for v in variants if v not in POSTPROCESS]
+    if unknown or not variants:
+        raise ConfigError(f"unknown post-processing {unknown}; choose {' or '.join(POSTPROCESS)}")
     run_dir = Path(run_dir)
     model = load_model(run_dir, device, which)
     splits = Splits.load(run_dir / "splits.json")
@@ -104,33 +108,39 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     refs = {r.case_id: r for r in layout.refs()}
     metrics = list(model.cfg.eval.metrics)
     with_eq = model.cfg.eval.equivariance if equivariance is None else equivariance
-    rows, eq_rows, predictions = [], [], {}
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    predictions: dict[str, dict[str, np.ndarray]] = {v: {} for v in variants}
+    eq_rows: list[dict[str, Any]] = []
     for cid in ids:
         raw = layout.load(refs[cid])
         case, probs = predict_preprocessed(model, raw, device)
         pred, _ = restored_prediction(case, probs)
-        if postprocess == "largest_component":
-            pred = largest_component_per_class(pred, model.info.num_classes)
-        predictions[cid] = pred
-        rows += score_case(cid, pred, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
-                           model.info.regions, raw.meta.get("fov"))
+        for v in variants:
+            p = largest_component_per_class(pred, model.info.num_classes) if v == "largest_component" else pred
+            predictions[v][cid] = p
+            rows[v] += score_case(cid, p, raw.label.astype(np.int16), model.info.class_names, raw.spacing, metrics,
+                                  model.info.regions, raw.meta.get("fov"))
         if with_eq:
             eq_rows += equivariance_rows(model, case, probs, cid, device)
     classes = model.info.class_names[1:] + list(model.info.regions)
-    summary = summarize(rows, metrics, classes)
-    if with_eq:
-        summary += summarize(eq_rows, ["equivariance_dice"], classes)
-        metrics = metrics + ["equivariance_dice"]
-    out_dir = Path(out_dir) if out_dir else run_dir / eval_dir_name(split, postprocess)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out_dir / "scores.csv")
-    write_csv(summary, out_dir / "summary.csv")
-    if with_eq:
-        write_csv(eq_rows, out_dir / "equivariance.csv")
-    if save_predictions:
-        np.savez_compressed(out_dir / "predictions.npz", **predictions)
-    return {"rows": rows, "summary": summary, "classes": classes, "metrics": metrics, "predictions": predictions,
-            "model": model, "layout": layout, "ids": ids}
+    results = {}
+    for i, v in enumerate(variants):
+        summary = summarize(rows[v], metrics, classes)
+        v_metrics = list(metrics)
+        if with_eq and i == 0:
+            summary += summarize(eq_rows, ["equivariance_dice"], classes)
+            v_metrics.append("equivariance_dice")
+        folder = Path(out_dir) if out_dir and i == 0 else run_dir / eval_dir_name(split, v)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(rows[v], folder / "scores.csv")
+        write_csv(summary, folder / "summary.csv")
+        if with_eq and i == 0:
+            write_csv(eq_rows, folder / "equivariance.csv")
+        if save_predictions:
+            np.savez_compressed(folder / "predictions.npz", **predictions[v])
+        results[v] = {"rows": rows[v], "summary": summary, "classes": classes, "metrics": v_metrics,
+                      "predictions": predictions[v], "model": model, "layout": layout, "ids": ids}
+    return {**results[variants[0]], "variants": results}
 
 
 def equivariance_rows(model: LoadedModel, case: Case, probs: torch.Tensor, case_id: str,
