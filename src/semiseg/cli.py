@@ -29,6 +29,13 @@ def cmd_verify(a: argparse.Namespace) -> None:
         cfg = load_config(a.target, a.overrides, user_file=True)
     layout = open_layout(cfg.data)
     report = verify_dataset(layout, cfg.data.in_channels)
+    if not path.is_dir():  # a config names the split too: it must be feasible on this dataset
+        from semiseg.data.splits import make_splits
+
+        try:
+            make_splits(layout.refs(), cfg.split)
+        except SemisegError as exc:
+            report.problems.append(f"the split of {a.target} is not feasible: {exc}")
     pools = ", ".join(f"{n} {p}" for p, n in sorted(report.pools.items()))
     print(f"{layout.root}: {report.cases} cases ({pools}); {layout.num_classes} classes {layout.class_names}")
     for w in report.warnings:

@@ -91,9 +91,9 @@ class H5Layout(Layout):
         for pool, name in (("train", self.cfg.train_list), ("val", self.cfg.val_list), ("test", self.cfg.test_list)):
             for case in self._read_list(name):
                 if case in seen:
-                    self._problems.append(f"case '{case}' is listed in both {seen[case]} and {pool}")
+                    self._problems.append(f"case '{case}' is listed in both {seen[case]} and {name}")
                     continue
-                seen[case] = pool
+                seen[case] = str(name)
                 files = self._case_files(case)
                 if not files:
                     self._problems.append(

@@ -28,6 +28,41 @@ def strip_ending(path: Path) -> str:
     return path.name[: -len(end)] if end and path.name.lower().endswith(end) else path.stem
 
 
+def unreadable_reason(path: Path, exc: BaseException | None = None) -> str:
+    """Why ``path`` cannot be read, in words: missing, a broken link or link loop, permission denied, or the error."""
+    import errno
+    import os
+
+    path = Path(path)
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if path.is_symlink():
+            return f"a symbolic link to a missing file ({os.readlink(path)})"
+        return "the file does not exist"
+    if path.is_file() and not os.access(path, os.R_OK):
+        return "permission denied (the file is not readable by this user)"
+    detail = str(exc).strip() if exc is not None else ""
+    return f"cannot read it ({type(exc).__name__}: {detail})" if exc is not None and detail else (
+        f"cannot read it ({type(exc).__name__})" if exc is not None else "cannot read it")
+
+
+def geometry(meta: dict[str, Any]) -> np.ndarray | None:
+    """The voxel-to-world matrix of a read volume (NIfTI affine; ITK direction, spacing and origin), or None."""
+    if "affine" in meta:
+        return np.asarray(meta["affine"], dtype=float)
+    img = meta.get("itk")
+    if img is not None and img.GetDimension() >= 3:
+        direction = np.asarray(img.GetDirection(), dtype=float).reshape(img.GetDimension(), -1)[:3, :3]
+        out = np.eye(4)
+        out[:3, :3] = direction * np.asarray(img.GetSpacing()[:3], dtype=float)
+        out[:3, 3] = img.GetOrigin()[:3]
+        return out
+    return None
+
+
 def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dict[str, Any]]:
     """Read a 3D/4D medical image -> (array (C, Z, Y, X) or (Z, Y, X), spacing (z, y, x), meta)."""
     end = file_ending(path)
@@ -38,7 +73,7 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dic
             img = nib.load(str(path))
             data = np.asarray(img.dataobj)
         except Exception as exc:  # nibabel raises many types for broken files
-            raise DatasetError(f"{path}: cannot read NIfTI file ({exc})") from None
+            raise DatasetError(f"{path}: {unreadable_reason(path, exc)} (NIfTI)") from None
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
         if data.ndim == 2:
             data = data[:, :, None]
@@ -55,8 +90,12 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dic
             import SimpleITK as sitk
         except ImportError:
             raise DatasetError(f"{path}: reading {end} files needs SimpleITK (pip install simpleitk)") from None
-        img = sitk.ReadImage(str(path))
-        arr = sitk.GetArrayFromImage(img)
+        try:
+            img = sitk.ReadImage(str(path))
+            arr = sitk.GetArrayFromImage(img)
+        except Exception as exc:  # truncated or corrupt files raise RuntimeError from ITK
+            first = str(exc).strip().splitlines()
+            raise DatasetError(f"{path}: {unreadable_reason(path, RuntimeError(first[-1] if first else ''))} ({end})") from None
         sp = tuple(float(s) for s in reversed(img.GetSpacing()))
         if img.GetNumberOfComponentsPerPixel() > 1:
             arr = np.moveaxis(arr, -1, 0)
