@@ -116,3 +116,11 @@ def test_batches_do_not_depend_on_the_number_of_workers():
         torch.testing.assert_close(l0["image"], l1["image"], rtol=0, atol=0)
         torch.testing.assert_close(l0["label"], l1["label"], rtol=0, atol=0)
         torch.testing.assert_close(u0["image"], u1["image"], rtol=0, atol=0)
+
+
+def test_labeled_cases_by_id_take_their_subjects_and_unknown_ids_are_an_error():
+    s = make_splits(refs(), SplitConfig(labeled_cases=["p07_f1", "p03_f0"], val=1, test=1))
+    assert s.labeled == ["p03_f0", "p03_f1", "p07_f0", "p07_f1"]  # a patient's frames stay together
+    assert not set(s.labeled) & set(s.val + s.test + s.unlabeled)
+    with pytest.raises(ConfigError, match="p99_f0"):
+        make_splits(refs(), SplitConfig(labeled_cases=["p99_f0"]))

@@ -134,6 +134,8 @@ class SplitConfig(_Strict):
     seed: int = 0
     labeled: float = Field(2, ge=0)
     """Labeled subjects: a count (>= 1) or a fraction of the training subjects (< 1)."""
+    labeled_cases: list[str] | None = None
+    """Explicit labeled cases (case ids); their subjects are labeled, ``labeled`` and ``labeled_selection`` are ignored."""
     labeled_selection: Literal["random", "first"] = "random"
     """``first``: the first subjects in sorted order (the ACDC protocol); ``random``: drawn with ``seed``."""
     unlabeled: Literal["rest", "none"] = "rest"

@@ -92,8 +92,17 @@ def make_splits(refs: list[CaseRef], cfg: SplitConfig) -> Splits:
         taken.update(out)
         return out
 
-    first = cfg.labeled_selection == "first" and not cfg.all_labeled
-    if first:
+    first = (cfg.labeled_selection == "first" or cfg.labeled_cases is not None) and not cfg.all_labeled
+    if cfg.labeled_cases is not None and not cfg.all_labeled:
+        train_ids = {r.case_id: r.subject for r in by_pool.get("train", [])}
+        unknown = [c for c in cfg.labeled_cases if c not in train_ids]
+        if unknown or not cfg.labeled_cases:
+            raise ConfigError(f"split.labeled_cases: {unknown[:5] or 'an empty list'} "
+                              f"{'are not labeled training cases' if unknown else 'names no case'}; "
+                              f"training cases include {sorted(train_ids)[:5]}")
+        labeled_subjects = sorted({train_ids[c] for c in cfg.labeled_cases})
+        taken.update(labeled_subjects)
+    elif first:
         # the literature's protocol: the labeled set is the first N training subjects in sorted order
         # (LA: the first names of train.list), chosen before validation/test cases are drawn from the rest
         n_lab = _count(cfg.labeled, len(train_subjects), "labeled")
