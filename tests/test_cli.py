@@ -156,3 +156,26 @@ def test_supervised_method_with_an_unlabeled_batch_warns_and_loads_none(tmp_path
     assert main(["train", "synthbrain2d_supervised", *tiny_overrides(root), "train.iterations=2", "train.val_every=2",
                  "train.unlabeled_batch_size=2", "--run-dir", str(run)]) == 0
     assert "does not use unlabeled data; train.unlabeled_batch_size = 2 is ignored" in (run / "train.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dims", [2, 3])
+def test_exported_model_gives_the_same_prediction(tmp_path, capsys, dims):
+    import torch
+
+    from semiseg.evaluation.inference import predict_probabilities
+    from semiseg.evaluation.run_eval import load_model
+
+    root = write_msd(tmp_path / "ds")
+    run = tmp_path / "run"
+    preset = "synthbrain2d_supervised" if dims == 2 else "synthbrain3d_supervised"
+    assert main(["train", preset, *tiny_overrides(root, dims), "train.iterations=2", "--run-dir", str(run)]) == 0
+    assert main(["export", str(run), str(tmp_path / "exp")]) == 0
+    assert main(["export", str(run), str(tmp_path / "exp")]) == 2  # no silent overwrite
+    exported = torch.export.load(str(tmp_path / "exp" / "model.pt2")).module()  # no semiseg code involved
+    meta = json.loads((tmp_path / "exp" / "preprocessing.json").read_text())
+    assert meta["output"]["classes"] == ["background", "outer", "core"] and meta["input"]["channels"] == 1
+    model = load_model(run)
+    image = np.random.default_rng(0).normal(size=(1, 12, 32, 32)).astype(np.float32)
+    args = (image, dims, model.cfg.data.patch_size, model.cfg.eval)
+    torch.testing.assert_close(predict_probabilities(exported, *args), predict_probabilities(model.network, *args))

@@ -1,4 +1,4 @@
-"""Command line: ``semiseg verify | train | resume | predict | evaluate | demo | benchmark | list``.
+"""Command line: ``semiseg verify | train | resume | predict | evaluate | export | demo | benchmark | list``.
 
 Exit codes: 0 success, 1 other failure, 2 usage or configuration error,
 3 dataset error. Errors print one message without a traceback unless ``--debug``.
@@ -112,6 +112,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(f"scores: {out / 'scores.csv'}")
 
 
+def cmd_export(a: argparse.Namespace) -> None:
+    from semiseg.evaluation.export import export_model
+
+    written = export_model(Path(a.run_dir), Path(a.out), a.which, a.overwrite)
+    print(f"wrote {written['model']} (torch.export program) and {written['preprocessing']}")
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     from semiseg.demo import run_demo
 
@@ -191,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--largest-component", action="store_true",
                    help="run folders: keep each class's largest connected component before scoring (writes eval_<split>_lcc)")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("export", help="the inference network as a torch.export program + its preprocessing parameters (deployment)")
+    s.add_argument("run_dir", help="run folder or checkpoint")
+    s.add_argument("out", help="output folder (model.pt2, preprocessing.json)")
+    s.add_argument("--which", default="best", choices=["best", "final", "latest"], help="which checkpoint of a run folder")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("demo", help="the main job on the embedded dataset (< 10 min on 2 CPU cores)")
     s.add_argument("--out", default="runs/demo", help="demo folder (runs and report)")

@@ -250,3 +250,9 @@ def test_non_finite_weights_stop_the_run_before_anything_is_saved_and_predict_re
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(ConfigError, match="non-finite weights"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_progress_lines_with_eta_when_not_on_a_terminal(msd_dataset, tmp_path):
+    Trainer(_cfg(msd_dataset, ["train.iterations=8", "train.log_every=2", "train.val_every=4"]), tmp_path / "run").fit()
+    lines = [line for line in (tmp_path / "run" / "train.log").read_text().splitlines() if "ETA" in line]
+    assert len(lines) == 2 and "step 4/8  loss" in lines[0] and "it/s" in lines[0]

@@ -95,8 +95,11 @@ def check_case(layout: Layout, ref: CaseRef, report: VerifyReport, expected_chan
     bad = sorted(values - allowed)
     if bad:
         hint = ""
-        if 255 in bad:
+        if 255 in bad and layout.name == "folder2d":
             hint = " (a 0/255 mask: map 255 to class 1, e.g. folder2d.label_values {0: 0, 255: 1} or folder2d.label_threshold 127)"
+        elif 255 in bad:
+            hint = (f" (a 0/255 mask: {layout.name} label files must hold the class indices 0..{layout.num_classes - 1}; "
+                    "rewrite 255 as 1, or add the class to the dataset's labels)")
         report.problems.append(
             f"{ref.label_file}: label values {bad[:10]} are not among the dataset's classes {sorted(allowed)}{hint}"
         )

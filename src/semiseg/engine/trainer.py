@@ -406,6 +406,8 @@ class Trainer:
         total = cfg.train.iterations
         running: dict[str, list[float]] = {}
         t0, s0 = time.time(), self.step
+        # without a progress bar: a progress line every min(val_every, 10 log_every) steps, a multiple of log_every
+        progress_every = cfg.train.log_every * max(1, min(cfg.train.val_every, 10 * cfg.train.log_every) // cfg.train.log_every)
         tick = t0
         for labeled, unlabeled in loader:
             terms = self._train_step(self._to_device(labeled), self._to_device(unlabeled))  # type: ignore[arg-type]
@@ -424,7 +426,8 @@ class Trainer:
                 avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                 self._log_scalars(self.step, "train", avg)
                 running = {}
-                if not self.val_cases and self.step % cfg.train.val_every == 0 and is_main_process():
+                if bar is None and self.step % progress_every == 0 and is_main_process():
+                    # no progress bar (not a terminal: nohup, a scheduler): a progress line at a fixed interval
                     rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                     eta = (total - self.step) / max(rate, 1e-9)
                     self.logger.info(f"step {self.step}/{total}  loss {avg.get('loss', float('nan')):.4f}  "

@@ -38,7 +38,10 @@ def predict_probabilities(
     """
     device = torch.device(device)
     was_training = network.training
-    network.eval()
+    try:
+        network.eval()
+    except NotImplementedError:  # a torch.export program: exported in evaluation mode, it cannot switch
+        was_training = False
     x = torch.from_numpy(np.ascontiguousarray(image)).float()
     try:
         if spatial_dims == 2:
@@ -51,7 +54,8 @@ def predict_probabilities(
             return torch.cat(out).movedim(0, slice_axis + 1).contiguous()  # (K, Z, Y, X)
         return sliding_window(network, x[None], patch_size, cfg, device, channels_last)[0]
     finally:
-        network.train(was_training)
+        if was_training:
+            network.train(True)
 
 
 def _resized_slices(network: nn.Module, batch: torch.Tensor, patch_size: Sequence[int], device: torch.device,
