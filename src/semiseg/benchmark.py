@@ -290,7 +290,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         write_results(cfg, rows, out, command, trained_now=False)
         if records is not None:
             copy_records(out, Path(records), run_dirs, out)
-        say(f"results so far ({len(rows)} of {len(todo)} runs): {out / (cfg.results + '.md')}")
+        done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
+        say(f"results so far ({done} of {len(todo)} table entries): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
     running: dict[Future, Job] = {}
@@ -485,15 +486,16 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
             write_plot(cfg, rows, out / f"{cfg.results}.png")
     cpu = platform.processor() or platform.machine()
     n_done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
-    devices = Counter(r.get("device") or "unknown" for r in rows)
-    trained = ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
+    devices = Counter(r.get("device") or "unknown" for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
+    trained = ", ".join(f"{d} ({n} table entries)" for d, n in devices.items())
     md = [f"# Benchmark `{cfg.name}`", "", *( [cfg.description.strip(), ""] if cfg.description.strip() else []),
           f"Command: `{command}`", "",
           f"semiseg {__version__}, table written at commit {git_hash() or 'unknown'} (each run's own commit: results.csv), {platform.platform()}, {cpu}, "
           f"{_cpu_count()} CPU cores" + (f", {cfg.jobs} run(s) side by side" if trained_now else "") + f". Table entries complete: {n_done} of {total}"
           + (" (the grid resumes: re-run the command)." if n_done < total else ".")
           + (f" Trained on: {trained}." if rows else ""), "",
-          "Test-set metrics (per volume, then averaged); model selection on validation cases only. "
+          "Test-set metrics (per volume, then averaged); model selection never sees the test cases (validation "
+          "cases, or none: the final checkpoint). "
           "Mean ± s.d. over seeds; 95% CI: percentile bootstrap of mean Dice resampling seeds and test cases. "
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
           "HD95/ASD in mm (the data's spacing); '(vox)' columns in voxels. Peak RSS: the training process's peak resident memory.", "",
