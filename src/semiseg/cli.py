@@ -22,14 +22,14 @@ def cmd_verify(a: argparse.Namespace) -> None:
     from semiseg.data.verify import verify_dataset
 
     path = Path(a.target)
-    if path.is_dir():
-        base = RunConfig.model_validate({"data": {"layout": "msd", "root": str(path)}}).model_dump(mode="json")
+    if path.is_dir() or a.target.startswith("builtin:"):  # a dataset (MSD layout, or the embedded one) as train names it
+        base = RunConfig.model_validate({"data": {"layout": "msd", "root": a.target}}).model_dump(mode="json")
         cfg = validate_config(apply_overrides(base, a.overrides))
     else:
         cfg = load_config(a.target, a.overrides, user_file=True)
     layout = open_layout(cfg.data)
     report = verify_dataset(layout, cfg.data.in_channels)
-    if not path.is_dir():  # a config names the split too: it must be feasible on this dataset
+    if not path.is_dir() and not a.target.startswith("builtin:"):  # a config names the split: it must be feasible
         from semiseg.data.splits import make_splits
 
         try:
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     ov = dict(nargs="*", default=[], help="dotted overrides, e.g. optim.lr=0.01 train.iterations=500")
 
     s = sub.add_parser("verify", help="run every dataset check; list all problems (exit 3 if any)")
-    s.add_argument("target", help="a dataset folder (MSD layout) or a config preset/YAML naming the dataset")
+    s.add_argument("target", help="a dataset folder (MSD layout), builtin:synthbrain, or a config preset/YAML naming the "
+                                  "dataset (any layout: msd, h5, folder2d)")
     s.add_argument("overrides", **ov)
     s.set_defaults(fn=cmd_verify)
 

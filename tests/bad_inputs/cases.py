@@ -258,6 +258,18 @@ def _nan_image(ds: Path) -> Path:
     return _image_data(ds, put)
 
 
+def _absurd_header(ds: Path) -> Path:
+    """A NIfTI header claiming a 2^30-voxel image that the file does not hold."""
+    data = bytearray(_img(ds).read_bytes())
+    import gzip
+
+    raw = bytearray(gzip.decompress(bytes(data)))
+    raw[42:44] = (30000).to_bytes(2, "little")  # dim[1] (x) = 30000
+    raw[44:46] = (30000).to_bytes(2, "little")  # dim[2] (y) = 30000
+    _img(ds).write_bytes(gzip.compress(bytes(raw)))
+    return _img(ds)
+
+
 def _user_folder(ds: Path) -> Path:
     user = ds.parent / "run"
     user.mkdir()
@@ -407,6 +419,7 @@ CASES: list[Case] = [
     Case("msd_file_ending", "msd", msd_case(lambda ds: _write(ds / "imagesTr" / "case09_0000.nii", b"x")), 3, ("file ending",)),
     Case("msd_truncated_image", "msd", msd_case(lambda ds: _truncate(_img(ds))), 3, ("cannot read",)),
     Case("msd_truncated_label", "msd", msd_case(lambda ds: _truncate(_lab(ds))), 3, ("cannot read",)),
+    Case("msd_absurd_header", "msd", msd_case(_absurd_header), 3, ("cannot read it (",)),
     Case("msd_empty_image_file", "msd", msd_case(lambda ds: _img(ds).write_bytes(b"") or _img(ds)), 3, ("cannot read",)),
     Case("msd_shape_mismatch", "msd", msd_case(lambda ds: _relabel(ds, np.zeros((6, 16, 12), np.uint8))), 3, ("has shape",)),
     Case("msd_spacing_mismatch", "msd", msd_case(lambda ds: _label_affine(ds, _spacing)), 3, ("spacing",)),

@@ -89,3 +89,28 @@ def test_missing_dataset_json_and_folder(tmp_path):
         MSDLayout(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         open_layout(DataConfig(root=str(tmp_path / "nope")))
+
+
+def test_unreadable_reasons_say_what_is_wrong(tmp_path, monkeypatch):
+    """Issue 11, defect 7: permission denied, a link loop and a missing file each get their own words."""
+    import os
+
+    from semiseg.data.io import unreadable_reason
+
+    f = tmp_path / "a.nii.gz"
+    f.write_bytes(b"x")
+    monkeypatch.setattr(os, "access", lambda p, mode: False)  # root reads everything; simulate a 0000 file
+    assert "permission denied" in unreadable_reason(f, OSError("boom"))
+    monkeypatch.undo()
+    os.symlink(tmp_path / "l2", tmp_path / "l1")
+    os.symlink(tmp_path / "l1", tmp_path / "l2")
+    assert unreadable_reason(tmp_path / "l1") == "a symbolic link loop"
+    assert unreadable_reason(tmp_path / "missing.nii.gz") == "the file does not exist"
+    assert unreadable_reason(f, ValueError("")) == "cannot read it (ValueError)"
+
+
+def test_verify_accepts_the_builtin_dataset_name(capsys):
+    from semiseg.cli import main
+
+    assert main(["verify", "builtin:synthbrain"]) == 0
+    assert "ok: every check passed" in capsys.readouterr().out
