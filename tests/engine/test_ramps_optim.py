@@ -5,7 +5,7 @@ import torch
 
 from semiseg.config.schema import OptimConfig
 from semiseg.engine.optim import build_optimizer, build_scheduler, lr_factor
-from semiseg.engine.ramps import cosine_rampdown, cosine_rampup, linear_rampup, rampup, sigmoid_rampup
+from semiseg.methods.ramps import cosine_rampdown, cosine_rampup, linear_rampup, rampup, sigmoid_rampup
 
 
 def test_ramps_match_formulas():

@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from semiseg.engine.ramps import rampup
+from semiseg.methods.ramps import rampup
 from semiseg.networks.base import SegmentationNetwork
 
 

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from semiseg.engine.ramps import sigmoid_rampup
+from semiseg.methods.ramps import sigmoid_rampup
 from semiseg.losses import entropy
 from semiseg.methods.mean_teacher import MeanTeacher, MeanTeacherParams, input_noise
 from semiseg.methods.registry import register_method
