@@ -14,7 +14,7 @@ def test_help_and_list(capsys):
     assert main(["list", "methods"]) == 0
     assert "supervised" in capsys.readouterr().out
     assert main(["list", "networks"]) == 0
-    assert capsys.readouterr().out.split() == ["fc_densenet", "fc_densenet103", "unet", "vnet"]
+    assert capsys.readouterr().out.split() == ["fc_densenet", "fc_densenet103", "unet", "unet_ssl4mis", "vnet"]
 
 
 def test_usage_and_config_errors_exit_2(capsys):

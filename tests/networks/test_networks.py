@@ -14,6 +14,8 @@ CASES = {
     ("fc_densenet", 3): dict(kwargs={"growth_rate": 4, "first_channels": 8, "down_layers": [1, 2], "bottleneck_layers": 2},
                              shape=(2, 1, 8, 8, 8)),
     ("fc_densenet103", 2): dict(kwargs={}, shape=(1, 1, 32, 32)),
+    ("unet_ssl4mis", 2): dict(kwargs={}, shape=(2, 1, 32, 32)),
+    ("unet_ssl4mis", 3): dict(kwargs={"features": [4, 8, 16, 32]}, shape=(2, 1, 16, 16, 16)),
 }
 
 
@@ -91,7 +93,7 @@ def test_input_size_error_names_divisor():
 
 
 def test_unknown_network_and_bad_kwargs():
-    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, vnet"):
+    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_ssl4mis, vnet"):
         create_network("resnet")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         create_network("unet", widths=3)
@@ -128,3 +130,28 @@ def test_fc_densenet103_parameter_count_matches_jegou():
     assert 9.25e6 < sum(p.numel() for p in jegou.parameters()) < 9.45e6
     thesis = create_network("fc_densenet103", in_channels=3, num_classes=11)
     assert sum(p.numel() for p in thesis.parameters()) == 9_677_099  # wider transitions up (Table 2)
+
+
+def test_unet_ssl4mis_is_the_peer_unet():
+    """SSL4MIS's U-Net (issue 13's like-for-like comparison): its parameter count, and, when a checkout of
+    HiLab-git/SSL4MIS is at $SSL4MIS_DIR, the same outputs with the same weights."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from semiseg.networks import create_network
+
+    ours = create_network("unet_ssl4mis", spatial_dims=2, in_channels=1, num_classes=4)
+    assert sum(p.numel() for p in ours.parameters()) == 1_813_764
+    peer_file = Path(os.environ.get("SSL4MIS_DIR", "/nonexistent")) / "code" / "networks" / "unet.py"
+    if not peer_file.is_file():
+        pytest.skip("no SSL4MIS checkout ($SSL4MIS_DIR) to compare outputs with")
+    spec = importlib.util.spec_from_file_location("peer_unet", peer_file)
+    peer_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer_mod)
+    peer = peer_mod.UNet(1, 4).eval()
+    ours.eval().load_state_dict(dict(zip(ours.state_dict(), peer.state_dict().values(), strict=True)))
+    x = torch.randn(2, 1, 64, 64)
+    torch.testing.assert_close(ours(x), peer(x))

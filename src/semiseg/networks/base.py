@@ -154,16 +154,20 @@ class InterpolateConv(nn.Module):
         return conv(F.pad(h, pad, mode="replicate"), self.weight.transpose(0, 1), self.bias)
 
 
-UPSAMPLING = ("transpose", "interpolate")
+UPSAMPLING = ("transpose", "interpolate", "conv1x1_linear")
 
 
 def upsample_nd(kind: str, spatial_dims: int, cin: int, cout: int, scale: int = 2) -> nn.Module:
     """A learned x``scale`` upsampling: ``transpose`` (transposed convolution, the default of U-Net and
-    V-Net) or ``interpolate`` (:class:`InterpolateConv`, same parameter shapes)."""
+    V-Net), ``interpolate`` (:class:`InterpolateConv`, same parameter shapes) or ``conv1x1_linear`` (a 1x1
+    convolution, then (bi/tri)linear upsampling with aligned corners: the U-Net decoder of PyMIC/SSL4MIS)."""
     if kind == "transpose":
         return conv_transpose_nd(spatial_dims)(cin, cout, scale, stride=scale)
     if kind == "interpolate":
         return InterpolateConv(spatial_dims, cin, cout, scale)
+    if kind == "conv1x1_linear":
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        return nn.Sequential(conv_nd(spatial_dims)(cin, cout, 1), nn.Upsample(scale_factor=scale, mode=mode, align_corners=True))
     raise ConfigError(f"unknown upsampling '{kind}'; choose {' or '.join(UPSAMPLING)}")
 
 
@@ -179,7 +183,12 @@ def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
     raise ConfigError(f"unknown normalisation '{kind}'; choose batch, instance, group or none")
 
 
-def dropout_nd(spatial_dims: int, p: float) -> nn.Module:
+def dropout_nd(spatial_dims: int, p: float, kind: str = "channel") -> nn.Module:
+    """Dropout of whole channels (``channel``, Dropout2d/3d) or of single elements (``element``, nn.Dropout)."""
     if p <= 0:
         return nn.Identity()
+    if kind == "element":
+        return nn.Dropout(p)
+    if kind != "channel":
+        raise ConfigError(f"unknown dropout kind '{kind}'; choose channel or element")
     return {2: nn.Dropout2d, 3: nn.Dropout3d}[spatial_dims](p)

@@ -27,6 +27,7 @@ def _ensure_builtin() -> None:
         from semiseg.networks import densenet, unet, vnet
 
         register_network("unet")(unet.UNet)
+        register_network("unet_ssl4mis")(unet.unet_ssl4mis)
         register_network("vnet")(vnet.VNet)
         register_network("fc_densenet")(densenet.FCDenseNet)
         register_network("fc_densenet103")(densenet.fc_densenet103)

@@ -22,13 +22,13 @@ from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, 
 class ConvBlock(nn.Sequential):
     """conv - norm - LeakyReLU - dropout - conv - norm - LeakyReLU."""
 
-    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float) -> None:
+    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float, dropout_kind: str = "channel") -> None:
         conv = conv_nd(dims)
         super().__init__(
             conv(cin, cout, 3, padding=1),
             norm_nd(norm, dims, cout),
             nn.LeakyReLU(0.01, inplace=True),
-            dropout_nd(dims, dropout),
+            dropout_nd(dims, dropout, dropout_kind),
             conv(cout, cout, 3, padding=1),
             norm_nd(norm, dims, cout),
             nn.LeakyReLU(0.01, inplace=True),
@@ -38,10 +38,11 @@ class ConvBlock(nn.Sequential):
 class _Encoder(nn.Module):
     """One encoder level: (max-pool) + ConvBlock; pushes its output as a skip unless it is the bottleneck."""
 
-    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float, pool: bool, push_skip: bool) -> None:
+    def __init__(self, dims: int, cin: int, cout: int, norm: str, dropout: float, pool: bool, push_skip: bool,
+                 dropout_kind: str = "channel") -> None:
         super().__init__()
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](2) if pool else nn.Identity()
-        self.conv = ConvBlock(dims, cin, cout, norm, dropout)
+        self.conv = ConvBlock(dims, cin, cout, norm, dropout, dropout_kind)
         self.push_skip = push_skip
 
     def forward(self, state: LayerState) -> LayerState:
@@ -75,8 +76,11 @@ class UNet(SegmentationNetwork):
             or None for the literature's schedule (0.05, 0.1, 0.2, 0.3, 0.5 for five levels; a
             linear ramp from 0.05 to 0.5 for other depths).
         norm: ``batch`` (default), ``instance``, ``group`` or ``none``.
-        upsampling: ``transpose`` (transposed convolutions) or ``interpolate`` ((bi/tri)linear
-            upsampling + a 2x2 convolution with the same parameter shapes).
+        upsampling: ``transpose`` (transposed convolutions), ``interpolate`` ((bi/tri)linear
+            upsampling + a 2x2 convolution with the same parameter shapes) or ``conv1x1_linear``
+            (a 1x1 convolution, then linear upsampling: SSL4MIS's decoder).
+        dropout_kind: ``channel`` (whole feature maps, the default) or ``element`` (SSL4MIS's nn.Dropout).
+        head_kernel: kernel of the output convolution (1; SSL4MIS uses 3).
     """
 
     def __init__(
@@ -88,6 +92,8 @@ class UNet(SegmentationNetwork):
         dropout: float | Sequence[float] | None = None,
         norm: str = "batch",
         upsampling: str = "transpose",
+        dropout_kind: str = "channel",
+        head_kernel: int = 1,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -109,7 +115,8 @@ class UNet(SegmentationNetwork):
         info = [FeatureInfo(0, "input", in_channels, 1)]
         cin = in_channels
         for i, f in enumerate(features):
-            blocks.append(_Encoder(spatial_dims, cin, f, norm, drops[i], pool=i > 0, push_skip=i < depth - 1))
+            blocks.append(_Encoder(spatial_dims, cin, f, norm, drops[i], pool=i > 0, push_skip=i < depth - 1,
+                                   dropout_kind=dropout_kind))
             info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", f, 2**i))
             cin = f
         for i in range(depth - 2, -1, -1):
@@ -117,5 +124,14 @@ class UNet(SegmentationNetwork):
             info.append(FeatureInfo(len(blocks), f"decoder{depth - 1 - i}", features[i], 2**i))
             cin = features[i]
         self.blocks = nn.ModuleList(blocks)
-        self.head = conv_nd(spatial_dims)(cin, num_classes, 1)
+        self.head = conv_nd(spatial_dims)(cin, num_classes, head_kernel, padding=head_kernel // 2)
         self._feature_info = info
+
+
+def unet_ssl4mis(spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 4, **kwargs: object) -> UNet:
+    """The U-Net of SSL4MIS / PyMIC (``networks/unet.py``), for like-for-like comparisons with that code:
+    features 16-256, element dropout 0.05-0.5 in the encoder, 1x1 convolution + linear upsampling (aligned
+    corners) in the decoder, a 3x3 output convolution; 1,813,764 parameters for 1 channel and 4 classes."""
+    opts: dict = {"upsampling": "conv1x1_linear", "dropout_kind": "element", "head_kernel": 3}
+    opts.update(kwargs)
+    return UNet(spatial_dims, in_channels, num_classes, **opts)  # type: ignore[arg-type]
