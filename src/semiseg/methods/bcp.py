@@ -1,0 +1,138 @@
+"""``bcp``: bidirectional copy-paste (Bai, Chen, Li, Shen, Wang; CVPR 2023).
+
+Two stages in one run (``pretrain_iterations`` steps, then the rest):
+
+1. **Pre-training** on labeled images only: labeled image ``a`` receives a cuboid of labeled image ``b``
+   through one zero-centred mask ``M`` (:mod:`semiseg.methods.copy_paste`), ``x = a M + b (1 - M)``, with the
+   labels mixed the same way; loss ``(CE + Dice) / 2``.
+2. **Self-training**: a mean teacher (EMA 0.99) initialised from the pre-trained student (copied at the
+   switch, as the paper loads the pre-trained weights into both). Each labeled/unlabeled pair exchanges a
+   cuboid in both directions through the same mask (Eq. 2-3):
+
+   ``X_in  = x_l M + x_u (1 - M)`` (labeled outside, unlabeled inside),
+   ``X_out = x_u M + x_l (1 - M)`` (unlabeled outside, labeled inside),
+
+   supervised by the ground truth and the teacher's pseudo-labels (argmax of its prediction on the
+   unlabeled image, reduced to each class's largest connected component as the paper's code does) mixed
+   through the same mask (Eq. 4-5). Each source region is scored on its own (:func:`mix_loss`, the
+   paper's code): the region that comes from the unlabeled image weighs ``unlabeled_weight`` (alpha = 0.5,
+   Eq. 6-8), the labeled one 1, in both the CE and the Dice term.
+
+The mask covers ``mask_ratio`` = 2/3 of every edge at a random position. Validation and prediction use the
+student (the paper evaluates the student). Without an unlabeled batch the self-training stage is the
+pre-training loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from semiseg.losses import cross_entropy, dice_loss
+from semiseg.methods.base import Method, MethodContext, MethodParams
+from semiseg.methods.copy_paste import cuboid_mask, mix
+from semiseg.methods.ema import ema_update, make_teacher
+from semiseg.methods.registry import register_method
+from semiseg.networks.base import SegmentationNetwork
+
+
+class BCPParams(MethodParams):
+    pretrain_iterations: int = 0
+    """Steps of labeled-only copy-paste pre-training before self-training (0: start self-training at once,
+    e.g. after ``method.init_from`` of a pre-trained run)."""
+    mask_ratio: float = 2.0 / 3.0
+    unlabeled_weight: float = 0.5
+    """alpha of Eq. 6-8: the weight of the voxels that come from the unlabeled image."""
+    ema_decay: float = 0.99
+    largest_component: bool = True
+    """Reduce the teacher's pseudo-labels to each class's largest connected component (the paper's code)."""
+    evaluate: Literal["student", "teacher"] = "student"
+
+
+def mix_loss(logits: torch.Tensor, outside: torch.Tensor, inside: torch.Tensor, mask: torch.Tensor,
+             outside_weight: float, inside_weight: float) -> torch.Tensor:
+    """BCP's ``mix_loss``: ``(Dice + CE) / 2`` where each source region is scored on its own and weighted:
+    ``outside`` labels where ``mask`` is 1 (outside the cuboid), ``inside`` labels where it is 0; the Dice of
+    each region over all classes (background included) and the CE as a mean over the region's voxels."""
+    probs = torch.softmax(logits, dim=1)
+    inner = 1.0 - mask
+    dice = outside_weight * dice_loss(probs, outside, mask=mask) + inside_weight * dice_loss(probs, inside, mask=inner)
+    ce = outside_weight * cross_entropy(logits, outside, mask) + inside_weight * cross_entropy(logits, inside, inner)
+    return (dice + ce) / 2
+
+
+def pseudo_labels(probs: torch.Tensor, largest_component: bool) -> torch.Tensor:
+    """Argmax labels of (N, K, *S) probabilities, optionally each class's largest connected component only."""
+    labels = probs.argmax(1)
+    if not largest_component:
+        return labels
+    from semiseg.evaluation.postprocess import largest_component_per_class
+
+    arr = labels.cpu().numpy()
+    out = np.stack([largest_component_per_class(a, probs.shape[1]) for a in arr])
+    return torch.from_numpy(out).to(labels.device, labels.dtype)
+
+
+@register_method
+class BCP(Method):
+    name = "bcp"
+    Params = BCPParams
+    uses_unlabeled = True
+
+    def __init__(self, ctx: MethodContext, params: BCPParams) -> None:
+        super().__init__(ctx, params)
+        self.network = ctx.network_factory()
+        self.teacher = make_teacher(self.network)
+
+    def inference_network(self) -> SegmentationNetwork:
+        return self.teacher if self.params.evaluate == "teacher" else self.network  # type: ignore[attr-defined,return-value]
+
+    def configure_optimizers(self):  # type: ignore[override]
+        return {"main": list(self.network.parameters())}
+
+    def load_initial_weights(self, state):  # type: ignore[override]
+        self.network.load_state_dict(state)
+        self.teacher.load_state_dict(state)
+
+    def mask(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return cuboid_mask(n, x.shape[2:], self.params.mask_ratio, "random", x.device)  # type: ignore[attr-defined]
+
+    def pretrain_step(self, labeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Copy-paste between the two halves of the labeled batch (image i gets a cuboid of image i + n/2)."""
+        x, y = labeled["image"], labeled["label"].long()
+        half = x.shape[0] // 2
+        if half == 0:  # one labeled image: plain supervision
+            ones = torch.ones_like(y, dtype=x.dtype)
+            loss = mix_loss(self.network(x).float(), y, y, ones, 1.0, 0.0)
+            return {"loss": loss, "pretrain": loss.detach()}
+        m = self.mask(x, half)
+        xa, xb, ya, yb = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
+        loss = mix_loss(self.network(mix(xa, xb, m)).float(), ya, yb, m, 1.0, 1.0)
+        return {"loss": loss, "pretrain": loss.detach()}
+
+    def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
+        p: BCPParams = self.params  # type: ignore[assignment]
+        if step < p.pretrain_iterations or unlabeled is None:
+            return self.pretrain_step(labeled)
+        x_l, y_l, x_u = labeled["image"], labeled["label"].long(), unlabeled["image"]
+        n = min(x_l.shape[0], x_u.shape[0])
+        x_l, y_l, x_u = x_l[:n], y_l[:n], x_u[:n]
+        with torch.no_grad():
+            plab = pseudo_labels(torch.softmax(self.teacher(x_u).float(), 1), p.largest_component)
+        m = self.mask(x_l, n)
+        x_in, x_out = mix(x_l, x_u, m), mix(x_u, x_l, m)  # Eq. 2-3: labeled outside / unlabeled outside
+        logits = self.network(torch.cat([x_in, x_out])).float()
+        a = p.unlabeled_weight
+        l_in = mix_loss(logits[:n], y_l, plab, m, 1.0, a)  # Eq. 4, 6: ground truth outside, pseudo-labels inside
+        l_out = mix_loss(logits[n:], plab, y_l, m, a, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
+        loss = l_in + l_out
+        return {"loss": loss, "inward": l_in.detach(), "outward": l_out.detach()}
+
+    def on_after_step(self, step: int) -> None:
+        p: BCPParams = self.params  # type: ignore[assignment]
+        if step + 1 == p.pretrain_iterations:  # the switch: the teacher starts as the pre-trained student
+            self.teacher.load_state_dict(self.network.state_dict())
+        elif step + 1 > p.pretrain_iterations:
+            ema_update(self.teacher, self.network, p.ema_decay)

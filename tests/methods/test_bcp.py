@@ -1,0 +1,91 @@
+"""BCP (Bai et al., CVPR 2023): which voxels come from which image, which targets they get, their weights,
+the pre-training stage and the teacher's start."""
+
+import pytest
+import torch
+
+from semiseg.losses import cross_entropy, dice_loss
+from semiseg.methods import MethodContext, create_method
+from semiseg.methods.bcp import mix_loss, pseudo_labels
+from semiseg.methods.copy_paste import cuboid_mask
+from semiseg.networks import create_network
+
+C = 3
+
+
+def ctx(dims=2):
+    return MethodContext(C, 1, dims, 100, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
+                                                                       features=[4, 8], **kw))
+
+
+def test_mix_loss_scores_each_region_with_its_own_labels_and_weight():
+    torch.manual_seed(0)
+    logits = torch.randn(2, C, 8, 8)
+    outside, inside = torch.randint(0, C, (2, 8, 8)), torch.randint(0, C, (2, 8, 8))
+    m = cuboid_mask(2, (8, 8), 0.5, "center")
+    got = mix_loss(logits, outside, inside, m, 1.0, 0.5)
+    p = torch.softmax(logits, 1)
+    dice = dice_loss(p, outside, mask=m) + 0.5 * dice_loss(p, inside, mask=1 - m)
+    ce = cross_entropy(logits, outside, m) + 0.5 * cross_entropy(logits, inside, 1 - m)
+    torch.testing.assert_close(got, (dice + ce) / 2)
+    # labels inside the cuboid do not matter for the outside term and vice versa
+    changed = inside.clone()
+    changed[m.bool()] = (changed[m.bool()] + 1) % C
+    torch.testing.assert_close(mix_loss(logits, outside, changed, m, 1.0, 0.5), got)
+
+
+def test_bidirectional_mixing_images_targets_and_weights(monkeypatch):
+    m = create_method("bcp", ctx(), {"largest_component": False, "unlabeled_weight": 0.5})
+    m.eval()
+    mask = cuboid_mask(2, (16, 16), 0.5, "center")
+    monkeypatch.setattr(m, "mask", lambda x, n: mask)
+    seen = {}
+
+    def spy(logits, outside, inside, mk, w_out, w_in):
+        seen.setdefault("calls", []).append((outside, inside, w_out, w_in))
+        return logits.sum() * 0.0
+
+    monkeypatch.setattr("semiseg.methods.bcp.mix_loss", spy)
+    m.network.register_forward_pre_hook(lambda module, args: seen.__setitem__("inputs", args[0]))
+    x_l, x_u = torch.zeros(2, 1, 16, 16), torch.ones(2, 1, 16, 16)
+    y_l = torch.full((2, 16, 16), 2)
+    m.training_step({"image": x_l, "label": y_l}, {"image": x_u}, 10)
+    inputs = seen["inputs"]
+    x_in, x_out = inputs[:2, 0], inputs[2:, 0]
+    assert (x_in[:, 4:12, 4:12] == 1).all() and x_in.sum() == 2 * 64  # labeled outside, unlabeled inside
+    assert (x_out[:, 4:12, 4:12] == 0).all() and x_out.sum() == 2 * (256 - 64)  # unlabeled outside, labeled inside
+    plab = pseudo_labels(torch.softmax(m.teacher(x_u), 1), False)
+    (o1, i1, wo1, wi1), (o2, i2, wo2, wi2) = seen["calls"]
+    assert torch.equal(o1, y_l) and torch.equal(i1, plab) and (wo1, wi1) == (1.0, 0.5)  # GT outside (weight 1)
+    assert torch.equal(o2, plab) and torch.equal(i2, y_l) and (wo2, wi2) == (0.5, 1.0)  # GT inside (weight 1)
+
+
+def test_pretraining_uses_labeled_copy_paste_then_the_teacher_starts_as_the_student():
+    m = create_method("bcp", ctx(), {"pretrain_iterations": 3})
+    lab = {"image": torch.randn(4, 1, 16, 16), "label": torch.randint(0, C, (4, 16, 16))}
+    unl = {"image": torch.randn(4, 1, 16, 16)}
+    out = m.training_step(lab, unl, 0)
+    assert "pretrain" in out and "inward" not in out
+    with torch.no_grad():
+        for q in m.network.parameters():
+            q.add_(1.0)
+    m.on_after_step(1)  # still pre-training: the teacher is not touched
+    assert not torch.equal(next(m.teacher.parameters()), next(m.network.parameters()))
+    m.on_after_step(2)  # the last pre-training step: the teacher becomes the student
+    for t, s in zip(m.teacher.state_dict().values(), m.network.state_dict().values()):
+        assert torch.equal(t, s)
+    assert "inward" in m.training_step(lab, unl, 3)
+    t0 = [q.clone() for q in m.teacher.parameters()]
+    m.on_after_step(3)  # then EMA 0.99
+    for t, a, s in zip(m.teacher.parameters(), t0, m.network.parameters()):
+        torch.testing.assert_close(t, 0.99 * a + 0.01 * s)
+
+
+def test_pseudo_labels_keep_each_classes_largest_component():
+    probs = torch.zeros(1, 2, 6, 6)
+    probs[:, 0] = 1.0
+    probs[0, :, 0:2, 0:2] = torch.tensor([0.0, 1.0])[:, None, None]  # a 4-voxel island
+    probs[0, :, 3:6, 3:6] = torch.tensor([0.0, 1.0])[:, None, None]  # the 9-voxel main component
+    plab = pseudo_labels(probs, True)
+    assert plab.sum() == 9 and plab[0, 4, 4] == 1 and plab[0, 0, 0] == 0
+    assert pseudo_labels(probs, False).sum() == 13
