@@ -118,3 +118,26 @@ class Method(nn.Module):
         if self._optimize_hook is None:
             raise RuntimeError("optimize() is provided by the engine; attach a trainer first")
         self._optimize_hook(loss, name)
+
+
+class StudentTeacherMethod(Method):
+    """A student ``network`` trained by the optimizer and an EMA ``teacher`` of the same network (mean teacher,
+    UA-MT, BCP); ``params.evaluate`` (``student`` or ``teacher``) picks the network that predicts, and
+    ``method.init_from`` loads both."""
+
+    def __init__(self, ctx: MethodContext, params: MethodParams) -> None:
+        from semiseg.methods.ema import make_teacher
+
+        super().__init__(ctx, params)
+        self.network = ctx.network_factory()
+        self.teacher = make_teacher(self.network)
+
+    def inference_network(self) -> SegmentationNetwork:
+        return self.teacher if self.params.evaluate == "teacher" else self.network  # type: ignore[attr-defined,return-value]
+
+    def configure_optimizers(self):  # type: ignore[override]
+        return {"main": list(self.network.parameters())}
+
+    def load_initial_weights(self, state):  # type: ignore[override]
+        self.network.load_state_dict(state)
+        self.teacher.load_state_dict(state)

@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from semiseg.losses import cross_entropy, dice_loss
-from semiseg.methods.base import Method, MethodContext, MethodParams
+from semiseg.methods.base import MethodParams, StudentTeacherMethod
 from semiseg.methods.copy_paste import cuboid_mask, mix
-from semiseg.methods.ema import ema_update, make_teacher
+from semiseg.methods.ema import ema_update
 from semiseg.methods.registry import register_method
-from semiseg.networks.base import SegmentationNetwork
 
 
 class BCPParams(MethodParams):
@@ -76,25 +75,10 @@ def pseudo_labels(probs: torch.Tensor, largest_component: bool) -> torch.Tensor:
 
 
 @register_method
-class BCP(Method):
+class BCP(StudentTeacherMethod):
     name = "bcp"
     Params = BCPParams
     uses_unlabeled = True
-
-    def __init__(self, ctx: MethodContext, params: BCPParams) -> None:
-        super().__init__(ctx, params)
-        self.network = ctx.network_factory()
-        self.teacher = make_teacher(self.network)
-
-    def inference_network(self) -> SegmentationNetwork:
-        return self.teacher if self.params.evaluate == "teacher" else self.network  # type: ignore[attr-defined,return-value]
-
-    def configure_optimizers(self):  # type: ignore[override]
-        return {"main": list(self.network.parameters())}
-
-    def load_initial_weights(self, state):  # type: ignore[override]
-        self.network.load_state_dict(state)
-        self.teacher.load_state_dict(state)
 
     def mask(self, x: torch.Tensor, n: int) -> torch.Tensor:
         return cuboid_mask(n, x.shape[2:], self.params.mask_ratio, "random", x.device)  # type: ignore[attr-defined]

@@ -16,10 +16,9 @@ from typing import Literal
 import torch
 
 from semiseg.losses import softmax_mse
-from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
-from semiseg.methods.ema import ema_update, make_teacher
+from semiseg.methods.base import StudentTeacherMethod, SupervisedLossParams, joint_batch, supervised_loss
+from semiseg.methods.ema import ema_update
 from semiseg.methods.registry import register_method
-from semiseg.networks.base import SegmentationNetwork
 
 
 class MeanTeacherParams(SupervisedLossParams):
@@ -41,25 +40,10 @@ def input_noise(x: torch.Tensor, std: float, clip: float) -> torch.Tensor:
 
 
 @register_method
-class MeanTeacher(Method):
+class MeanTeacher(StudentTeacherMethod):
     name = "mean_teacher"
     Params = MeanTeacherParams
     uses_unlabeled = True
-
-    def __init__(self, ctx: MethodContext, params: MeanTeacherParams) -> None:
-        super().__init__(ctx, params)
-        self.network = ctx.network_factory()
-        self.teacher = make_teacher(self.network)
-
-    def inference_network(self) -> SegmentationNetwork:
-        return self.teacher if self.params.evaluate == "teacher" else self.network  # type: ignore[attr-defined,return-value]
-
-    def configure_optimizers(self):  # type: ignore[override]
-        return {"main": list(self.network.parameters())}
-
-    def load_initial_weights(self, state):  # type: ignore[override]
-        self.network.load_state_dict(state)
-        self.teacher.load_state_dict(state)
 
     def consistency_weight(self, step: int) -> float:
         return self.ramped(self.params.consistency, self.params.consistency_rampup, step)  # type: ignore[attr-defined]
