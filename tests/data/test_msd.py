@@ -114,3 +114,13 @@ def test_verify_accepts_the_builtin_dataset_name(capsys):
 
     assert main(["verify", "builtin:synthbrain"]) == 0
     assert "ok: every check passed" in capsys.readouterr().out
+
+
+def test_modality_as_a_list_names_the_channels_in_order(tmp_path):
+    """Issue 11, defect 4: ``"modality": ["CT"]`` was a traceback; a list is one name per channel."""
+    import json
+
+    from semiseg.data.msd import parse_dataset_json
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}, "modality": ["CT", "PET"]}))
+    assert parse_dataset_json(tmp_path / "dataset.json")["channels"] == ["CT", "PET"]
