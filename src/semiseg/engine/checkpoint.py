@@ -76,3 +76,14 @@ def resolve_checkpoint(model: Path, which: str = "best") -> Path:
                 return model / name
         raise ConfigError(f"run folder '{model}' holds no checkpoint_{which}.pt")
     return model
+
+
+def non_finite_entries(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    tensors = [(n, t) for n, t in state.items() if torch.is_tensor(t) and t.is_floating_point()]
+    if not tensors:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(ok.all()):
+        return []
+    return [n for (n, _), good in zip(tensors, ok.tolist()) if not good]

@@ -25,7 +25,8 @@ from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
 from semiseg.engine.checkpoint import (
-    CHECKPOINT_FORMAT, load_checkpoint, resolve_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state,
+    CHECKPOINT_FORMAT, load_checkpoint, non_finite_entries, resolve_checkpoint, rng_state, save_atomic, seed_everything,
+    set_rng_state,
 )
 from semiseg.engine.data_setup import (
     check_patch_size, dataset_info, load_cases, network_factory, open_verified_layout,
@@ -209,7 +210,7 @@ class Trainer:
 
     def save(self, kind: str) -> Path:
         path = self.run_dir / f"checkpoint_{kind}.pt"
-        bad = non_finite_tensors(self.method)
+        bad = non_finite_entries(self.method.state_dict())
         if bad:  # never write a model that cannot predict (guarded after every step; this is the last line)
             raise TrainingAborted(f"not saving checkpoint_{kind}.pt: non-finite values in {', '.join(bad[:5])}")
         if is_main_process():
@@ -219,7 +220,7 @@ class Trainer:
     def _check_weights(self) -> None:
         """After an optimizer step: every parameter and buffer must be finite (a finite loss can still blow up
         batch-norm statistics), else the run stops before anything is saved."""
-        bad = non_finite_tensors(self.method)
+        bad = non_finite_entries(self.method.state_dict())
         if any_rank(bool(bad), self.device):
             last = self.run_dir / "checkpoint_latest.pt"
             where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
@@ -459,17 +460,6 @@ class Trainer:
                 self.save("latest")
             if self.step >= total or self.stopped_early:
                 break
-
-
-def non_finite_tensors(module: torch.nn.Module) -> list[str]:
-    """Names of the floating-point parameters and buffers that hold a NaN or an infinity."""
-    tensors = [(n, t) for n, t in module.state_dict().items() if t.is_floating_point()]
-    if not tensors:
-        return []
-    ok = torch.stack([torch.isfinite(t).all() for _, t in tensors])
-    if bool(ok.all()):
-        return []
-    return [n for (n, _), good in zip(tensors, ok.tolist()) if not good]
 
 
 def optimizer_configs(cfg: RunConfig, groups: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, OptimConfig]:

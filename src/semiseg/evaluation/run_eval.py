@@ -14,7 +14,7 @@ from semiseg.data.case import Case
 from semiseg.data.layout import open_layout
 from semiseg.data.preprocessing import preprocess_case, restore_probabilities
 from semiseg.data.splits import Splits
-from semiseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
+from semiseg.engine.checkpoint import load_checkpoint, non_finite_entries, resolve_checkpoint
 from semiseg.engine.data_setup import DatasetInfo, network_factory
 from semiseg.errors import ConfigError
 from semiseg.evaluation.inference import predict_probabilities
@@ -38,7 +38,7 @@ def load_model(model: Path, device: torch.device | str = "cpu", which: str = "be
     cfg = validate_config(ckpt["config"])
     ds = ckpt["dataset"]
     info = DatasetInfo(ds["num_classes"], ds["in_channels"], list(ds["class_names"]), dict(ds.get("regions", {})))
-    bad = [k for k, v in ckpt["inference_state"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = non_finite_entries(ckpt["inference_state"])
     if bad:
         raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({', '.join(bad[:3])}); it cannot predict. "
                           "Use an earlier checkpoint or retrain with a lower optim.lr")

@@ -43,15 +43,20 @@ def cuboid_mask(
     edges = [max(1, int(round(s * r))) for s, r in zip(size, ratios)]
     mask = torch.ones(batch, *size, device=device)
     for i in range(batch):
-        region = [slice(None)] * len(size)
-        for ax, (s, e) in enumerate(zip(size, edges)):
-            if position == "center":
-                start = (s - e) // 2
-            else:
-                start = int(torch.randint(0, s - e + 1, (1,), generator=generator))
-            region[ax] = slice(start, start + e)
-        mask[(i, *region)] = 0.0
+        mask[(i, *box_region(size, edges, position, generator))] = 0.0
     return mask
+
+
+def box_region(size: Sequence[int], edges: Sequence[float], position: Literal["random", "center"] = "random",
+               generator: torch.Generator | None = None) -> tuple[slice, ...]:
+    """Slices of a box with the given edge lengths (rounded, clipped to [1, size]) inside an image of ``size``:
+    centred, or at a uniformly random position that keeps it inside (the copy-paste cuboid, UniMatch's CutMix box)."""
+    region = []
+    for s, e in zip(size, edges):
+        e = max(1, min(int(s), int(round(e))))
+        start = (s - e) // 2 if position == "center" else int(torch.randint(0, s - e + 1, (1,), generator=generator))
+        region.append(slice(start, start + e))
+    return tuple(region)
 
 
 def mix(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

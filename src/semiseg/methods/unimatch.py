@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from semiseg.losses import dice_loss
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
+from semiseg.methods.copy_paste import box_region
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import LayerState, SegmentationNetwork
 
@@ -104,18 +105,13 @@ def cutmix_boxes(n: int, size: tuple[int, ...], p: float, area: tuple[float, flo
         ratio = math.exp(float(math.log(aspect) + (math.log(1 / aspect) - math.log(aspect)) * torch.rand(())))
         side = a ** (1 / len(size))
         edges = [side * math.sqrt(ratio), side / math.sqrt(ratio)] + [side] * (len(size) - 2)
-        region = []
-        for s, e in zip(size, edges):
-            e = max(1, min(s, int(round(e))))
-            start = int(torch.randint(0, s - e + 1, (1,)))
-            region.append(slice(start, start + e))
-        boxes[(i, *region)] = 1.0
+        boxes[(i, *box_region(size, edges))] = 1.0
     return boxes
 
 
 def bottleneck_index(net: SegmentationNetwork) -> int:
     """The layer after the encoder (U-Net/V-Net: the bottleneck): where UniMatch perturbs the features."""
-    enc = [f.index for f in net.feature_info if f.name.startswith("encoder")]
+    enc = net.encoder_layers
     return enc[-1] if enc else net.num_layers
 
 

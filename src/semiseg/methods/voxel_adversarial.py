@@ -88,7 +88,7 @@ class VoxelDiscriminator(nn.Module):
 
 def encoder_taps(net: SegmentationNetwork, scales: int) -> list[int]:
     """Layer indices of the first ``scales`` encoder stages, the bottleneck excluded (V-Net: 1..4)."""
-    enc = [f.index for f in net.feature_info if f.name.startswith("encoder")]
+    enc = net.encoder_layers
     return enc[:-1][:scales] or enc[:1]
 
 

@@ -101,6 +101,11 @@ class SegmentationNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_from(self.forward_to(x, 0), 0)
 
+    @property
+    def encoder_layers(self) -> list[int]:
+        """Layer indices of the encoder stages, shallow to deep (U-Net/V-Net: the last is the bottleneck)."""
+        return [f.index for f in self._feature_info if f.name.startswith("encoder")]
+
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits plus the hidden tensors at the requested layer indices (all of 1..L by default)."""
         wanted = set(range(1, self.num_layers + 1) if indices is None else indices)
