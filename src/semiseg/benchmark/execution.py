@@ -1,0 +1,161 @@
+"""Running a grid: train and score each job in worker processes, resume, keep run records."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from semiseg.benchmark.planning import Job, is_complete, plan
+from semiseg.benchmark.report import write_results
+from semiseg.benchmark.results import collect_results
+from semiseg.benchmark.schema import command_line, load_benchmark
+from semiseg.errors import SemisegError
+
+
+def execute_job(job: Job) -> dict[str, Any]:
+    """Train (or resume) one run, then score its test cases; runs in a worker process."""
+    import torch
+
+    from semiseg.config import load_config
+    from semiseg.engine.trainer import resolve_device, run_or_resume
+    from semiseg.evaluation.run_eval import evaluate_run
+
+    import resource
+
+    t0 = time.time()
+    cfg = load_config(job.preset, list(job.overrides))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
+    train_s = 0.0 if skipped else time.time() - t0
+    evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
+                 equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
+    timing_path = job.run_dir / "benchmark_time.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
+    timing["train_s"] += train_s
+    timing["eval_s"] = time.time() - t0 - train_s
+    # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    if not skipped:
+        timing["peak_rss_gib"] = max(float(timing.get("peak_rss_gib", 0.0)), peak)
+    if torch.cuda.is_available() and str(resolve_device(cfg.train.device)).startswith("cuda") and not skipped:
+        timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    timing_path.write_text(json.dumps(timing, indent=1))
+    return timing
+
+
+RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
+"""What a run record leaves out: weights, their temp files, TensorBoard logs, saved predictions."""
+
+
+def copy_records(src_root: Path, dst_root: Path, run_dirs: list[Path], src_base: Path) -> int:
+    """Copy the record of each run folder ``src_base/rel`` (complete runs only) to ``dst_root/rel`` unless it exists
+    there already; returns how many were copied."""
+    import shutil
+
+    n = 0
+    for run_dir in run_dirs:
+        rel = run_dir.relative_to(src_base)
+        src, dst = src_root / rel, dst_root / rel
+        if not (src / "benchmark_time.json").is_file() or (dst / "benchmark_time.json").is_file():
+            continue
+        if dst.exists():
+            shutil.rmtree(dst)  # an interrupted run the record supersedes
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+        n += 1
+    return n
+
+
+def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
+                  jobs: int | None = None, say: Callable[[str], None] = print, report_only: bool = False,
+                  records: Path | None = None) -> dict[str, Any]:
+    """Train every missing run of the grid (``jobs`` side by side), score it, write the tables.
+
+    ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
+    ``records``: a folder of run records (run folders without weights, e.g. committed from an earlier
+    machine): complete runs there are copied into the grid first (a run no other run starts from is then
+    not trained again), and the record of every complete run is written there at the end.
+    """
+    cfg = load_benchmark(config, overrides)
+    if jobs:
+        cfg.jobs = jobs
+    command = command_line(config, overrides, output, jobs)
+    out = Path(output or cfg.output or Path("runs") / "benchmarks" / cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = plan(cfg, out)
+    run_dirs = sorted({j.run_dir for j in todo})
+    if records is not None and Path(records).is_dir():
+        n = copy_records(Path(records), out, run_dirs, out)
+        if n:
+            say(f"copied {n} run record(s) from {records}")
+    # configuration errors of any run surface before the first one trains
+    from semiseg.config import load_config
+
+    from semiseg.methods.registry import validate_method_params
+
+    for j in todo:
+        run_cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
+        validate_method_params(run_cfg.method.name, run_cfg.method.params)
+    pending, seen = [], set()
+    starts = {j.depends for j in todo if j.depends is not None}
+    for j in todo:  # a run trained once per seed appears in every cell of that seed
+        # a run no other run starts from is done once scored: its record (run folder without weights,
+        # e.g. copied back from another machine or session) is enough
+        if j.run_dir not in seen and not is_complete(j.run_dir, j.equivariance, weights_needed=j.run_dir in starts,
+                                                     postprocess=j.postprocess):
+            pending.append(j)
+        seen.add(j.run_dir)
+    n_runs = len({j.run_dir for j in todo})
+    say(f"benchmark {cfg.name}: {n_runs} runs, {n_runs - len(pending)} already complete; output {out}")
+    if report_only:
+        rows = collect_results(cfg, todo)
+        write_results(cfg, rows, out, command, trained_now=False)
+        if records is not None:
+            copy_records(out, Path(records), run_dirs, out)
+        done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
+        say(f"results so far ({done} of {len(todo)} table entries): {out / (cfg.results + '.md')}")
+        return {"rows": rows, "output": out}
+    failed: dict[Path, str] = {}
+    running: dict[Future, Job] = {}
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        while pending or running:
+            for j in list(pending):
+                if len(running) >= cfg.jobs:
+                    break
+                if j.depends is not None and j.depends in failed:
+                    failed[j.run_dir] = f"its init_from run {j.depends} failed"
+                    pending.remove(j)
+                    continue
+                if j.depends is not None and not (j.depends / "checkpoint_final.pt").is_file():
+                    continue
+                pending.remove(j)
+                say(f"[{time.time() - t0:7.0f} s] start  {j.run_dir.relative_to(out)}")
+                running[pool.submit(execute_job, j)] = j
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                j = running.pop(f)
+                try:
+                    t = f.result()
+                    say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {t['train_s']:.0f} s)")
+                except Exception as exc:  # a failed run does not stop the runs that do not need it
+                    failed[j.run_dir] = f"{type(exc).__name__}: {exc}"
+                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {exc}")
+    for j in pending:
+        failed.setdefault(j.run_dir, "not started")
+    rows = collect_results(cfg, todo)
+    write_results(cfg, rows, out, command)
+    if records is not None:
+        copy_records(out, Path(records), run_dirs, out)
+    if failed:
+        lines = "; ".join(f"{p.relative_to(out)}: {m}" for p, m in failed.items())
+        raise SemisegError(f"{len(failed)} run(s) did not complete ({lines}); re-run the same command to resume")
+    say(f"results: {out / (cfg.results + '.md')}")
+    return {"rows": rows, "output": out}

@@ -1,0 +1,58 @@
+"""Planning a grid: one job per run, labeled count and seed, in dependency order; when a run counts as complete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from semiseg.benchmark.schema import BenchmarkConfig, _order
+
+
+@dataclass(frozen=True)
+class Job:
+    run: str
+    labeled: int | float
+    seed: int
+    preset: str
+    overrides: tuple[str, ...]
+    run_dir: Path
+    depends: Path | None
+    equivariance: bool = False
+    postprocess: tuple[str, ...] = ("none",)
+
+
+def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
+    """Every run of every cell, dependencies first within a cell."""
+    jobs = []
+    for lab in cfg.labeled:
+        for seed in cfg.seeds:
+            cell = output / f"labeled_{lab}" / f"seed_{seed}"
+            once = output / "once" / f"seed_{seed}"
+            for name in _order(cfg.runs):
+                r = cfg.runs[name]
+                dep = (once if cfg.runs[r.init_from].once else cell) / r.init_from if r.init_from else None
+                ov = list(cfg.overrides) + list(r.overrides) + ([] if r.once else [f"split.labeled={lab}"])
+                ov += [f"seed={seed}", f"name={name}"]
+                if cfg.vary_split:
+                    ov.append(f"split.seed={seed}")
+                if dep is not None:
+                    ov.append(f"method.init_from={dep}")
+                jobs.append(Job(name, lab, seed, r.preset, tuple(ov), (once if r.once else cell) / name, dep, cfg.equivariance,
+                                tuple(cfg.postprocess)))
+    return jobs
+
+
+def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool = True,
+                postprocess: tuple[str, ...] = ("none",)) -> bool:
+    """Trained and scored: the final checkpoint and the test evaluation (with the equivariance Dice if asked).
+
+    ``weights_needed=False`` (tabulating): ``benchmark_time.json``, written after a grid run is trained
+    and scored, stands in for the checkpoint, so run folders copied back from another machine without
+    their weights still make the table.
+    """
+    trained = (run_dir / "checkpoint_final.pt").is_file() or (
+        not weights_needed and (run_dir / "benchmark_time.json").is_file())
+    from semiseg.evaluation.run_eval import eval_dir_name
+
+    scored = all((run_dir / eval_dir_name("test", pp) / "summary.csv").is_file() for pp in postprocess)
+    return trained and scored and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
