@@ -15,6 +15,8 @@ CASES = {
                              shape=(2, 1, 8, 8, 8)),
     ("fc_densenet103", 2): dict(kwargs={}, shape=(1, 1, 32, 32)),
     ("unet_ssl4mis", 2): dict(kwargs={}, shape=(2, 1, 32, 32)),
+    ("unet_dual_task", 2): dict(kwargs={"features": [4, 8, 16]}, shape=(2, 1, 32, 32)),
+    ("vnet_dual_task", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
     ("unet_ssl4mis", 3): dict(kwargs={"features": [4, 8, 16, 32]}, shape=(2, 1, 16, 16, 16)),
 }
 
@@ -93,7 +95,7 @@ def test_input_size_error_names_divisor():
 
 
 def test_unknown_network_and_bad_kwargs():
-    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_ssl4mis, vnet"):
+    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_dual_task, unet_ssl4mis, vnet, vnet_dual_task"):
         create_network("resnet")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         create_network("unet", widths=3)
@@ -155,3 +157,13 @@ def test_unet_ssl4mis_is_the_peer_unet():
     ours.eval().load_state_dict(dict(zip(ours.state_dict(), peer.state_dict().values(), strict=True)))
     x = torch.randn(2, 1, 64, 64)
     torch.testing.assert_close(ours(x), peer(x))
+
+
+def test_dual_task_networks_add_a_tanh_distance_head_per_foreground_class():
+    for name, dims, kw in (("unet_dual_task", 2, {"features": [4, 8, 16]}), ("vnet_dual_task", 3, {"n_filters": 4})):
+        net = build(name, dims, kw, num_classes=3)
+        x = torch.randn(2, 1, *(16,) * dims)
+        heads = net.forward_heads(x)
+        assert set(heads) == {"seg", "sdf"} and heads["sdf"].shape == (2, 2, *(16,) * dims)
+        assert heads["sdf"].abs().max() <= 1
+        torch.testing.assert_close(heads["seg"], net(x))  # forward (prediction) is the segmentation head

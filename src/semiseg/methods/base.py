@@ -58,6 +58,12 @@ def supervised_loss(logits: torch.Tensor, label: torch.Tensor, params: Supervise
     return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight)
 
 
+def constant_adam(lr: float, betas: tuple[float, float]) -> dict[str, Any]:
+    """``optim`` overrides for an optimizer a paper fixes as Adam at a constant rate without weight decay
+    (the discriminators of SASSNet and the voxel-wise adversarial method)."""
+    return {"name": "adam", "lr": lr, "betas": betas, "weight_decay": 0.0, "schedule": "constant", "warmup_iterations": 0}
+
+
 @dataclass
 class MethodContext:
     """What a method may know about the run."""

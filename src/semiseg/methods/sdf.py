@@ -16,9 +16,14 @@ DTC's level-set transform of a prediction ``p`` of the SDF is ``sigmoid(-k * p)`
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy import ndimage
+
+from semiseg.methods.base import SupervisedLossParams, supervised_loss
+from semiseg.networks.base import SegmentationNetwork
 
 
 def inner_boundary(mask: np.ndarray) -> np.ndarray:
@@ -55,3 +60,39 @@ def sdf_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def level_set_transform(sdf: torch.Tensor, k: float = 1500.0) -> torch.Tensor:
     """DTC Eq. 2: the smooth Heaviside ``sigmoid(-k * sdf)`` that turns an SDF into a segmentation (k = 1500)."""
     return torch.sigmoid(-k * sdf)
+
+
+class DualTaskParams(SupervisedLossParams):
+    """The supervised part SASSNet and DTC share: Dice on the segmentation (their code adds no CE) and
+    ``beta`` times the MSE of the signed-distance head against :func:`normalized_sdf` of the labels."""
+
+    ce_weight: float = 0.0
+    dice_weight: float = 1.0
+    beta: float = 0.3
+
+
+def dual_task_network(factory: Any) -> SegmentationNetwork:
+    """The run's network with the signed-distance head (``sdf_head=True``: a registered option of U-Net and V-Net)."""
+    net = factory(sdf_head=True)
+    if "sdf" not in getattr(net, "aux_heads", {}):
+        from semiseg.errors import ConfigError
+
+        raise ConfigError(f"{type(net).__name__} has no signed-distance head; use unet or vnet (sdf_head: true)")
+    return net
+
+
+def load_trunk(net: SegmentationNetwork, state: dict[str, torch.Tensor]) -> None:
+    """Load a segmentation network's weights into a dual-task network (its auxiliary heads keep their own)."""
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("aux_heads.")] + list(unexpected)
+    if wrong:
+        raise RuntimeError(f"initial weights do not fit the network: {wrong[:5]}")
+
+
+def dual_task_supervised(heads: dict[str, torch.Tensor], labels: torch.Tensor, p: DualTaskParams,
+                         num_classes: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``Dice(seg, y) + beta * MSE(sdf_head, SDF(y))`` on the labeled part (the first ``len(labels)`` images)."""
+    n = labels.shape[0]
+    seg, terms = supervised_loss(heads["seg"][:n], labels, p)
+    sdf_mse = torch.mean((heads["sdf"][:n].float() - sdf_targets(labels, num_classes)) ** 2)
+    return seg + p.beta * sdf_mse, {**terms, "sdf": sdf_mse.detach()}

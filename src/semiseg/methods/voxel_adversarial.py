@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semiseg.losses import softmax_mse
-from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
+from semiseg.methods.base import Method, MethodContext, constant_adam, SupervisedLossParams, supervised_loss
 from semiseg.methods.ema import ema_update, make_teacher
 from semiseg.methods.mean_teacher import input_noise
 from semiseg.methods.registry import register_method
@@ -145,8 +145,7 @@ class VoxelAdversarial(Method):
 
     def optimizer_overrides(self):  # type: ignore[override]
         p: VoxelAdversarialParams = self.params  # type: ignore[assignment]
-        return {"discriminator": {"name": "adam", "lr": p.disc_lr, "betas": p.disc_betas, "weight_decay": 0.0,
-                                  "schedule": "constant", "warmup_iterations": 0}}
+        return {"discriminator": constant_adam(p.disc_lr, p.disc_betas)}
 
     def load_initial_weights(self, state):  # type: ignore[override]
         self.student.network.load_state_dict(state)

@@ -106,6 +106,15 @@ class SegmentationNetwork(nn.Module):
         """Layer indices of the encoder stages, shallow to deep (U-Net/V-Net: the last is the bottleneck)."""
         return [f.index for f in self._feature_info if f.name.startswith("encoder")]
 
+    def forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every output head on one pass: ``seg`` (the logits ``forward`` returns) and the auxiliary heads
+        (``aux_heads``, e.g. the signed-distance head of the dual-task networks of SASSNet and DTC)."""
+        h = self.forward_to(x, self.num_layers).h
+        out = {"seg": self.head(h)}
+        for name, head in getattr(self, "aux_heads", {}).items():
+            out[name] = head(h)
+        return out
+
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits plus the hidden tensors at the requested layer indices (all of 1..L by default)."""
         wanted = set(range(1, self.num_layers + 1) if indices is None else indices)
@@ -120,6 +129,15 @@ class SegmentationNetwork(nn.Module):
                 taps[i] = state.h
         order = sorted(wanted) if indices is None else list(indices)
         return self.head(state.h), [taps[i] for i in order]
+
+
+def aux_heads(spatial_dims: int, channels: int, num_classes: int, sdf_head: bool) -> nn.ModuleDict:
+    """Auxiliary heads on the last hidden state: ``sdf`` (a 1x1 convolution to one map per foreground class and
+    tanh, the signed-distance regression of SASSNet / DTC) when ``sdf_head``."""
+    heads = nn.ModuleDict()
+    if sdf_head:
+        heads["sdf"] = nn.Sequential(conv_nd(spatial_dims)(channels, max(num_classes - 1, 1), 1), nn.Tanh())
+    return heads
 
 
 def conv_nd(spatial_dims: int) -> type[nn.Module]:

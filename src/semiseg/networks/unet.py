@@ -16,7 +16,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, dropout_nd, norm_nd, upsample_nd
+from semiseg.networks.base import (
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, upsample_nd,
+)
 
 
 class ConvBlock(nn.Sequential):
@@ -81,6 +83,7 @@ class UNet(SegmentationNetwork):
             (a 1x1 convolution, then linear upsampling: SSL4MIS's decoder).
         dropout_kind: ``channel`` (whole feature maps, the default) or ``element`` (SSL4MIS's nn.Dropout).
         head_kernel: kernel of the output convolution (1; SSL4MIS uses 3).
+        sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class UNet(SegmentationNetwork):
         upsampling: str = "transpose",
         dropout_kind: str = "channel",
         head_kernel: int = 1,
+        sdf_head: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -125,6 +129,7 @@ class UNet(SegmentationNetwork):
             cin = features[i]
         self.blocks = nn.ModuleList(blocks)
         self.head = conv_nd(spatial_dims)(cin, num_classes, head_kernel, padding=head_kernel // 2)
+        self.aux_heads = aux_heads(spatial_dims, cin, num_classes, sdf_head)
         self._feature_info = info
 
 

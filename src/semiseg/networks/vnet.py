@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from semiseg.networks.base import FeatureInfo, LayerState, SegmentationNetwork, conv_nd, dropout_nd, norm_nd, upsample_nd
+from semiseg.networks.base import (
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, upsample_nd,
+)
 
 
 def _conv_stage(dims: int, n: int, cin: int, cout: int, norm: str) -> nn.Sequential:
@@ -69,6 +71,7 @@ class VNet(SegmentationNetwork):
         upsampling: ``transpose`` (transposed convolutions, V-Net) or ``interpolate`` (trilinear
             upsampling + a 2x2x2 convolution with the same parameter shapes; MC-Net's second decoder
             and the second co-learning student of 003).
+        sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class VNet(SegmentationNetwork):
         norm: str = "batch",
         dropout: float = 0.0,
         upsampling: str = "transpose",
+        sdf_head: bool = False,
     ) -> None:
         super().__init__()
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
@@ -100,4 +104,5 @@ class VNet(SegmentationNetwork):
             info.append(FeatureInfo(len(blocks), f"decoder{j + 1}", cout, 2 ** (3 - j)))
         self.blocks = nn.ModuleList(blocks)
         self.head = conv_nd(spatial_dims)(f, num_classes, 1)
+        self.aux_heads = aux_heads(spatial_dims, f, num_classes, sdf_head)
         self._feature_info = info
