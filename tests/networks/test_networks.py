@@ -17,6 +17,8 @@ CASES = {
     ("unet_ssl4mis", 2): dict(kwargs={}, shape=(2, 1, 32, 32)),
     ("unet_dual_task", 2): dict(kwargs={"features": [4, 8, 16]}, shape=(2, 1, 32, 32)),
     ("vnet_dual_task", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
+    ("unet_mcnet", 2): dict(kwargs={"features": [4, 8, 16]}, shape=(2, 1, 32, 32)),
+    ("vnet_mcnet", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
     ("unet_ssl4mis", 3): dict(kwargs={"features": [4, 8, 16, 32]}, shape=(2, 1, 16, 16, 16)),
 }
 
@@ -95,7 +97,7 @@ def test_input_size_error_names_divisor():
 
 
 def test_unknown_network_and_bad_kwargs():
-    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_dual_task, unet_ssl4mis, vnet, vnet_dual_task"):
+    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_dual_task, unet_mcnet, unet_ssl4mis, vnet, vnet_dual_task, vnet_mcnet"):
         create_network("resnet")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         create_network("unet", widths=3)
@@ -167,3 +169,14 @@ def test_dual_task_networks_add_a_tanh_distance_head_per_foreground_class():
         assert set(heads) == {"seg", "sdf"} and heads["sdf"].shape == (2, 2, *(16,) * dims)
         assert heads["sdf"].abs().max() <= 1
         torch.testing.assert_close(heads["seg"], net(x))  # forward (prediction) is the segmentation head
+
+
+def test_mcnet_networks_share_the_encoder_and_differ_in_their_decoders():
+    net = build("unet", 2, {"features": [4, 8, 16], "extra_decoders": ["interpolate", "interpolate_nearest"]})
+    x = torch.randn(2, 1, 16, 16)
+    heads = net.forward_heads(x)
+    assert list(heads) == ["seg", "decoder2", "decoder3"]
+    torch.testing.assert_close(heads["seg"], net(x))
+    assert not torch.allclose(heads["decoder2"], heads["decoder3"])
+    n_enc = len(net.encoder_layers)
+    assert len(net.extra_decoders[0]["blocks"]) == len(net.blocks) - n_enc  # a full decoder each, one shared encoder

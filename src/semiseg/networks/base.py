@@ -107,13 +107,30 @@ class SegmentationNetwork(nn.Module):
         return [f.index for f in self._feature_info if f.name.startswith("encoder")]
 
     def forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every output head on one pass: ``seg`` (the logits ``forward`` returns) and the auxiliary heads
-        (``aux_heads``, e.g. the signed-distance head of the dual-task networks of SASSNet and DTC)."""
-        h = self.forward_to(x, self.num_layers).h
-        out = {"seg": self.head(h)}
+        """Every output on one pass of the encoder: ``seg`` (the logits ``forward`` returns), the auxiliary heads
+        (``aux_heads``, e.g. the signed-distance head of SASSNet and DTC) and one ``decoderN`` per extra decoder
+        (``extra_decoders``, MC-Net: N = 2, 3, ...)."""
+        extra = getattr(self, "extra_decoders", [])
+        k = self.encoder_layers[-1] if len(extra) else self.num_layers
+        encoded = self.forward_to(x, k)
+        state = encoded
+        for block in self.blocks[k:]:
+            state = block(state)
+        out = {"seg": self.head(state.h)}
         for name, head in getattr(self, "aux_heads", {}).items():
-            out[name] = head(h)
+            out[name] = head(state.h)
+        for i, dec in enumerate(extra, start=2):
+            s = encoded
+            for block in dec["blocks"]:
+                s = block(s)
+            out[f"decoder{i}"] = dec["head"](s.h)
         return out
+
+    def set_extra_decoders(self, kinds: list[str], build: Callable[[str], tuple[list[nn.Module], nn.Module]]) -> None:
+        """One further decoder (its blocks after the encoder, and its head) per upsampling kind (MC-Net)."""
+        self.extra_decoders = nn.ModuleList(
+            nn.ModuleDict({"blocks": nn.ModuleList(blocks), "head": head}) for blocks, head in map(build, kinds)
+        )
 
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits plus the hidden tensors at the requested layer indices (all of 1..L by default)."""
@@ -158,9 +175,9 @@ class InterpolateConv(nn.Module):
     side so the upsampled size is kept.
     """
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, scale: int = 2) -> None:
+    def __init__(self, spatial_dims: int, cin: int, cout: int, scale: int = 2, mode: str = "linear") -> None:
         super().__init__()
-        self.spatial_dims, self.scale = spatial_dims, scale
+        self.spatial_dims, self.scale, self.mode = spatial_dims, scale, mode
         self.weight = nn.Parameter(torch.empty(cin, cout, *(scale,) * spatial_dims))
         self.bias = nn.Parameter(torch.empty(cout))
         # the initialisation of the transposed convolution it stands in for
@@ -170,24 +187,28 @@ class InterpolateConv(nn.Module):
             self.bias.copy_(ref.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
-        h = F.interpolate(x, scale_factor=self.scale, mode=mode, align_corners=False)
+        if self.mode == "nearest":
+            h = F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        else:
+            mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
+            h = F.interpolate(x, scale_factor=self.scale, mode=mode, align_corners=False)
         pad = (0, self.scale - 1) * self.spatial_dims
         conv = F.conv2d if self.spatial_dims == 2 else F.conv3d
         return conv(F.pad(h, pad, mode="replicate"), self.weight.transpose(0, 1), self.bias)
 
 
-UPSAMPLING = ("transpose", "interpolate", "conv1x1_linear")
+UPSAMPLING = ("transpose", "interpolate", "interpolate_nearest", "conv1x1_linear")
 
 
 def upsample_nd(kind: str, spatial_dims: int, cin: int, cout: int, scale: int = 2) -> nn.Module:
     """A learned x``scale`` upsampling: ``transpose`` (transposed convolution, the default of U-Net and
-    V-Net), ``interpolate`` (:class:`InterpolateConv`, same parameter shapes) or ``conv1x1_linear`` (a 1x1
+    V-Net), ``interpolate`` / ``interpolate_nearest`` (:class:`InterpolateConv`, linear or nearest, same parameter
+    shapes) or ``conv1x1_linear`` (a 1x1
     convolution, then (bi/tri)linear upsampling with aligned corners: the U-Net decoder of PyMIC/SSL4MIS)."""
     if kind == "transpose":
         return conv_transpose_nd(spatial_dims)(cin, cout, scale, stride=scale)
-    if kind == "interpolate":
-        return InterpolateConv(spatial_dims, cin, cout, scale)
+    if kind in ("interpolate", "interpolate_nearest"):
+        return InterpolateConv(spatial_dims, cin, cout, scale, "nearest" if kind == "interpolate_nearest" else "linear")
     if kind == "conv1x1_linear":
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
         return nn.Sequential(conv_nd(spatial_dims)(cin, cout, 1), nn.Upsample(scale_factor=scale, mode=mode, align_corners=True))

@@ -31,6 +31,8 @@ def _ensure_builtin() -> None:
         register_network("unet_ssl4mis")(unet.unet_ssl4mis)
         register_network("unet_dual_task")(partial(unet.UNet, sdf_head=True))
         register_network("vnet_dual_task")(partial(vnet.VNet, sdf_head=True))
+        register_network("unet_mcnet")(partial(unet.UNet, extra_decoders=["interpolate"]))
+        register_network("vnet_mcnet")(partial(vnet.VNet, extra_decoders=["interpolate"]))
         register_network("vnet")(vnet.VNet)
         register_network("fc_densenet")(densenet.FCDenseNet)
         register_network("fc_densenet103")(densenet.fc_densenet103)

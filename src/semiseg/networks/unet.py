@@ -84,6 +84,8 @@ class UNet(SegmentationNetwork):
         dropout_kind: ``channel`` (whole feature maps, the default) or ``element`` (SSL4MIS's nn.Dropout).
         head_kernel: kernel of the output convolution (1; SSL4MIS uses 3).
         sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
+        extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
+            (``forward_heads``: ``decoder2``, ...; MC-Net).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class UNet(SegmentationNetwork):
         dropout_kind: str = "channel",
         head_kernel: int = 1,
         sdf_head: bool = False,
+        extra_decoders: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -123,13 +126,20 @@ class UNet(SegmentationNetwork):
                                    dropout_kind=dropout_kind))
             info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", f, 2**i))
             cin = f
-        for i in range(depth - 2, -1, -1):
-            blocks.append(_Decoder(spatial_dims, cin, features[i], features[i], norm, upsampling))
+        def decoder(kind: str) -> tuple[list[nn.Module], nn.Module]:
+            levels = range(depth - 2, -1, -1)
+            ins = [features[-1]] + [features[i] for i in levels][:-1]
+            mods: list[nn.Module] = [_Decoder(spatial_dims, c, features[i], features[i], norm, kind) for c, i in zip(ins, levels)]
+            return mods, conv_nd(spatial_dims)(features[0], num_classes, head_kernel, padding=head_kernel // 2)
+
+        main, head = decoder(upsampling)
+        for i, block in zip(range(depth - 2, -1, -1), main):
+            blocks.append(block)
             info.append(FeatureInfo(len(blocks), f"decoder{depth - 1 - i}", features[i], 2**i))
-            cin = features[i]
         self.blocks = nn.ModuleList(blocks)
-        self.head = conv_nd(spatial_dims)(cin, num_classes, head_kernel, padding=head_kernel // 2)
-        self.aux_heads = aux_heads(spatial_dims, cin, num_classes, sdf_head)
+        self.head = head
+        self.aux_heads = aux_heads(spatial_dims, features[0], num_classes, sdf_head)
+        self.set_extra_decoders(extra_decoders or [], decoder)
         self._feature_info = info
 
 

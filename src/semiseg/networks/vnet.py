@@ -12,6 +12,8 @@ Layers: 1..5 = encoder stages (5 = bottleneck), 6..9 = decoder stages.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import nn
 
 from semiseg.networks.base import (
@@ -72,6 +74,8 @@ class VNet(SegmentationNetwork):
             upsampling + a 2x2x2 convolution with the same parameter shapes; MC-Net's second decoder
             and the second co-learning student of 003).
         sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
+        extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
+            (``forward_heads``: ``decoder2``, ...; MC-Net uses ``[interpolate]``, MC-Net+ adds ``interpolate_nearest``).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class VNet(SegmentationNetwork):
         dropout: float = 0.0,
         upsampling: str = "transpose",
         sdf_head: bool = False,
+        extra_decoders: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
@@ -98,11 +103,17 @@ class VNet(SegmentationNetwork):
             cin = in_channels if i == 0 else widths[i - 1]
             blocks.append(_Down(spatial_dims, n, cin, w, norm, down=i > 0, push_skip=i < 4, dropout=dropout if i == 4 else 0.0))
             info.append(FeatureInfo(len(blocks), f"encoder{i + 1}", w, 2**i))
-        for j, n in enumerate(convs_up):
-            cin, cout = widths[4 - j], widths[3 - j]
-            blocks.append(_Up(spatial_dims, n, cin, cout, norm, dropout=dropout if j == 3 else 0.0, upsampling=upsampling))
-            info.append(FeatureInfo(len(blocks), f"decoder{j + 1}", cout, 2 ** (3 - j)))
+        def decoder(kind: str) -> tuple[list[nn.Module], nn.Module]:
+            mods: list[nn.Module] = [_Up(spatial_dims, n, widths[4 - j], widths[3 - j], norm, dropout=dropout if j == 3 else 0.0,
+                                         upsampling=kind) for j, n in enumerate(convs_up)]
+            return mods, conv_nd(spatial_dims)(f, num_classes, 1)
+
+        main, head = decoder(upsampling)
+        for j, block in enumerate(main):
+            blocks.append(block)
+            info.append(FeatureInfo(len(blocks), f"decoder{j + 1}", widths[3 - j], 2 ** (3 - j)))
         self.blocks = nn.ModuleList(blocks)
-        self.head = conv_nd(spatial_dims)(f, num_classes, 1)
+        self.head = head
         self.aux_heads = aux_heads(spatial_dims, f, num_classes, sdf_head)
+        self.set_extra_decoders(extra_decoders or [], decoder)
         self._feature_info = info
