@@ -15,7 +15,7 @@ def test_help_and_list(capsys):
     assert "supervised" in capsys.readouterr().out
     assert main(["list", "networks"]) == 0
     assert capsys.readouterr().out.split() == ["fc_densenet", "fc_densenet103", "unet", "unet_dual_task", "unet_mcnet",
-                                               "unet_ssl4mis", "vnet", "vnet_dual_task", "vnet_mcnet"]
+                                               "unet_ssl4mis", "unet_urpc", "vnet", "vnet_dual_task", "vnet_mcnet", "vnet_urpc"]
 
 
 def test_usage_and_config_errors_exit_2(capsys):

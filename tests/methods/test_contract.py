@@ -15,7 +15,7 @@ def builtin_methods() -> list[str]:
 
 
 def ctx(total=10, dims=2):
-    features = [4, 8, 16] if dims == 2 else [2, 4]
+    features = [4, 8, 16] if dims == 2 else [2, 4, 8]
     return MethodContext(C, 1, dims, total, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
                                                                           features=features, **kw))
 

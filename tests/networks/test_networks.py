@@ -19,6 +19,8 @@ CASES = {
     ("vnet_dual_task", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
     ("unet_mcnet", 2): dict(kwargs={"features": [4, 8, 16]}, shape=(2, 1, 32, 32)),
     ("vnet_mcnet", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
+    ("unet_urpc", 2): dict(kwargs={"features": [4, 8, 16]}, shape=(2, 1, 32, 32)),
+    ("vnet_urpc", 3): dict(kwargs={"n_filters": 4}, shape=(2, 1, 16, 16, 16)),
     ("unet_ssl4mis", 3): dict(kwargs={"features": [4, 8, 16, 32]}, shape=(2, 1, 16, 16, 16)),
 }
 
@@ -97,7 +99,8 @@ def test_input_size_error_names_divisor():
 
 
 def test_unknown_network_and_bad_kwargs():
-    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_dual_task, unet_mcnet, unet_ssl4mis, vnet, vnet_dual_task, vnet_mcnet"):
+    with pytest.raises(ConfigError, match="available: fc_densenet, fc_densenet103, unet, unet_dual_task, unet_mcnet, unet_ssl4mis, unet_urpc, vnet, "
+                                         "vnet_dual_task, vnet_mcnet, vnet_urpc"):
         create_network("resnet")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         create_network("unet", widths=3)
@@ -180,3 +183,19 @@ def test_mcnet_networks_share_the_encoder_and_differ_in_their_decoders():
     assert not torch.allclose(heads["decoder2"], heads["decoder3"])
     n_enc = len(net.encoder_layers)
     assert len(net.extra_decoders[0]["blocks"]) == len(net.blocks) - n_enc  # a full decoder each, one shared encoder
+
+
+def test_urpc_pyramid_heads_perturb_in_training_only_and_upsample_to_the_input():
+    from semiseg.networks.base import FeatureDropout, FeatureNoise
+
+    net = build("vnet_urpc", 3, {"n_filters": 4})
+    x = torch.randn(2, 1, 16, 16, 16)
+    heads = net.forward_heads(x)
+    assert [k for k in heads if k.startswith("pyramid")] == ["pyramid1", "pyramid2", "pyramid3"]
+    assert all(v.shape == (2, 3, 16, 16, 16) for v in heads.values())
+    torch.testing.assert_close(net.forward_heads(x)["pyramid2"], heads["pyramid2"])  # evaluation: no perturbation
+    f = torch.rand(2, 3, 8, 8) + 0.1
+    fd, fn = FeatureDropout().train(), FeatureNoise().train()
+    assert (fd(f) == 0).any() and torch.equal(FeatureDropout().eval()(f), f)
+    ratio = fn(f) / f
+    assert ratio.min() >= 0.7 - 1e-6 and ratio.max() <= 1.3 + 1e-6 and torch.equal(FeatureNoise().eval()(f), f)

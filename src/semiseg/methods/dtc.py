@@ -15,7 +15,7 @@ import torch
 
 from semiseg.methods.base import Method, MethodContext, joint_batch
 from semiseg.methods.registry import register_method
-from semiseg.methods.sdf import DualTaskParams, dual_task_network, dual_task_supervised, level_set_transform, load_trunk
+from semiseg.methods.sdf import DualTaskParams, dual_task_network, dual_task_supervised, level_set_transform
 from semiseg.networks.base import SegmentationNetwork
 
 
@@ -46,7 +46,7 @@ class DTC(Method):
         return self.network
 
     def load_initial_weights(self, state):  # type: ignore[override]
-        load_trunk(self.network, state)
+        self.network.load_trunk(state)
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: DTCParams = self.params  # type: ignore[assignment]

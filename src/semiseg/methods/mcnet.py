@@ -62,12 +62,7 @@ class MCNet(Method):
         return self.network
 
     def load_initial_weights(self, state):  # type: ignore[override]
-        """A plain network's weights go into the encoder and the first decoder; the extra decoders keep their own
-        initialisation (decoders that start equal would have nothing to teach each other)."""
-        missing, unexpected = self.network.load_state_dict(state, strict=False)
-        wrong = [k for k in missing if not k.startswith("extra_decoders.")] + list(unexpected)
-        if wrong:
-            raise RuntimeError(f"initial weights do not fit the network: {wrong[:5]}")
+        self.network.load_trunk(state)  # the extra decoders / pyramid heads keep their own initialisation
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: MCNetParams = self.params  # type: ignore[assignment]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from semiseg.methods.adversarial import ImageDiscriminator
 from semiseg.methods.base import Method, MethodContext, constant_adam, joint_batch
 from semiseg.methods.registry import register_method
-from semiseg.methods.sdf import DualTaskParams, dual_task_network, dual_task_supervised, load_trunk
+from semiseg.methods.sdf import DualTaskParams, dual_task_network, dual_task_supervised
 from semiseg.networks.base import SegmentationNetwork
 
 
@@ -57,7 +57,7 @@ class SASSNet(Method):
         return {"discriminator": constant_adam(p.disc_lr, p.disc_betas)}
 
     def load_initial_weights(self, state):  # type: ignore[override]
-        load_trunk(self.network, state)
+        self.network.load_trunk(state)
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: SASSNetParams = self.params  # type: ignore[assignment]

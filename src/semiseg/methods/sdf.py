@@ -81,14 +81,6 @@ def dual_task_network(factory: Any) -> SegmentationNetwork:
     return net
 
 
-def load_trunk(net: SegmentationNetwork, state: dict[str, torch.Tensor]) -> None:
-    """Load a segmentation network's weights into a dual-task network (its auxiliary heads keep their own)."""
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    wrong = [k for k in missing if not k.startswith("aux_heads.")] + list(unexpected)
-    if wrong:
-        raise RuntimeError(f"initial weights do not fit the network: {wrong[:5]}")
-
-
 def dual_task_supervised(heads: dict[str, torch.Tensor], labels: torch.Tensor, p: DualTaskParams,
                          num_classes: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``Dice(seg, y) + beta * MSE(sdf_head, SDF(y))`` on the labeled part (the first ``len(labels)`` images)."""

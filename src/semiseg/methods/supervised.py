@@ -6,7 +6,6 @@ The lower bound of every semi-supervised table (few labeled cases) and, with
 
 from __future__ import annotations
 
-import torch
 
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
 from semiseg.methods.registry import register_method

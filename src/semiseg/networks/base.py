@@ -108,15 +108,22 @@ class SegmentationNetwork(nn.Module):
 
     def forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every output on one pass of the encoder: ``seg`` (the logits ``forward`` returns), the auxiliary heads
-        (``aux_heads``, e.g. the signed-distance head of SASSNet and DTC) and one ``decoderN`` per extra decoder
-        (``extra_decoders``, MC-Net: N = 2, 3, ...)."""
+        (``aux_heads``, e.g. the signed-distance head of SASSNet and DTC), the deep-supervision outputs of the
+        decoder stages upsampled to the input size (``pyramid_heads``, URPC: ``pyramid1`` the deepest) and one
+        ``decoderN`` per extra decoder (``extra_decoders``, MC-Net: N = 2, 3, ...)."""
         extra = getattr(self, "extra_decoders", [])
-        k = self.encoder_layers[-1] if len(extra) else self.num_layers
+        pyramid = getattr(self, "pyramid_heads", {})
+        k = self.encoder_layers[-1] if len(extra) or len(pyramid) else self.num_layers
         encoded = self.forward_to(x, k)
         state = encoded
-        for block in self.blocks[k:]:
+        aux: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks[k:], start=k + 1):
             state = block(state)
-        out = {"seg": self.head(state.h)}
+            if str(i) in pyramid:
+                size = tuple(x.shape[2:])
+                mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
+                aux[f"pyramid{len(aux) + 1}"] = F.interpolate(pyramid[str(i)](state.h), size=size, mode=mode, align_corners=False)
+        out = {"seg": self.head(state.h), **aux}
         for name, head in getattr(self, "aux_heads", {}).items():
             out[name] = head(state.h)
         for i, dec in enumerate(extra, start=2):
@@ -125,6 +132,14 @@ class SegmentationNetwork(nn.Module):
                 s = block(s)
             out[f"decoder{i}"] = dec["head"](s.h)
         return out
+
+    def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a plain network's weights (e.g. a supervised run's) into this one: the auxiliary heads, extra
+        decoders and pyramid heads it adds keep their own initialisation; anything else missing is an error."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        wrong = [k for k in missing if not k.startswith(("aux_heads.", "extra_decoders.", "pyramid_heads."))] + list(unexpected)
+        if wrong:
+            raise RuntimeError(f"initial weights do not fit the network: {wrong[:5]}")
 
     def set_extra_decoders(self, kinds: list[str], build: Callable[[str], tuple[list[nn.Module], nn.Module]]) -> None:
         """One further decoder (its blocks after the encoder, and its head) per upsampling kind (MC-Net)."""
@@ -155,6 +170,40 @@ def aux_heads(spatial_dims: int, channels: int, num_classes: int, sdf_head: bool
     if sdf_head:
         heads["sdf"] = nn.Sequential(conv_nd(spatial_dims)(channels, max(num_classes - 1, 1), 1), nn.Tanh())
     return heads
+
+
+class FeatureDropout(nn.Module):
+    """URPC's feature dropout (training only): zero the positions whose channel-mean activation is below
+    ``U(0.7, 0.9)`` times the image's maximum channel mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        attention = x.mean(dim=1, keepdim=True)
+        top = attention.flatten(1).max(dim=1).values.view(-1, *([1] * (x.ndim - 1)))
+        threshold = top * (0.7 + 0.2 * torch.rand_like(top))
+        return x * (attention < threshold).to(x.dtype)
+
+
+class FeatureNoise(nn.Module):
+    """URPC's feature noise (training only): ``x + x * u`` with ``u ~ U(-0.3, 0.3)`` shared across channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        u = (torch.rand_like(x[:1]) * 2 - 1) * 0.3
+        return x + x * u
+
+
+def pyramid_heads(spatial_dims: int, stages: list[tuple[int, int]], num_classes: int) -> nn.ModuleDict:
+    """URPC's deep-supervision heads on the decoder stages ``(layer index, channels)`` but the last, deepest
+    first: a 3x3 convolution to the classes after a training-time perturbation (dropout 0.5, then feature
+    dropout, then feature noise, repeating), keyed by the layer index."""
+    perturb = [lambda: nn.Dropout(0.5), FeatureDropout, FeatureNoise]
+    return nn.ModuleDict({
+        str(i): nn.Sequential(perturb[j % 3](), conv_nd(spatial_dims)(c, num_classes, 3, padding=1))
+        for j, (i, c) in enumerate(stages)
+    })
 
 
 def conv_nd(spatial_dims: int) -> type[nn.Module]:

@@ -33,6 +33,8 @@ def _ensure_builtin() -> None:
         register_network("vnet_dual_task")(partial(vnet.VNet, sdf_head=True))
         register_network("unet_mcnet")(partial(unet.UNet, extra_decoders=["interpolate"]))
         register_network("vnet_mcnet")(partial(vnet.VNet, extra_decoders=["interpolate"]))
+        register_network("unet_urpc")(partial(unet.UNet, deep_supervision=True))
+        register_network("vnet_urpc")(partial(vnet.VNet, deep_supervision=True))
         register_network("vnet")(vnet.VNet)
         register_network("fc_densenet")(densenet.FCDenseNet)
         register_network("fc_densenet103")(densenet.fc_densenet103)

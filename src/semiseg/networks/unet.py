@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from semiseg.networks.base import (
-    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, upsample_nd,
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, upsample_nd,
 )
 
 
@@ -86,6 +86,7 @@ class UNet(SegmentationNetwork):
         sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
         extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
             (``forward_heads``: ``decoder2``, ...; MC-Net).
+        deep_supervision: a perturbed 3x3 head on every decoder stage but the last (URPC's pyramid).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class UNet(SegmentationNetwork):
         head_kernel: int = 1,
         sdf_head: bool = False,
         extra_decoders: Sequence[str] | None = None,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -141,6 +143,8 @@ class UNet(SegmentationNetwork):
         self.aux_heads = aux_heads(spatial_dims, features[0], num_classes, sdf_head)
         self.set_extra_decoders(extra_decoders or [], decoder)
         self._feature_info = info
+        stages = [(f.index, f.channels) for f in info if f.name.startswith("decoder")][:-1]
+        self.pyramid_heads = pyramid_heads(spatial_dims, stages, num_classes) if deep_supervision else nn.ModuleDict()
 
 
 def unet_ssl4mis(spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 4, **kwargs: object) -> UNet:

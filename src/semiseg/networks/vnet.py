@@ -17,7 +17,7 @@ from typing import Sequence
 from torch import nn
 
 from semiseg.networks.base import (
-    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, upsample_nd,
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, upsample_nd,
 )
 
 
@@ -76,6 +76,7 @@ class VNet(SegmentationNetwork):
         sdf_head: add the signed-distance head (``forward_heads``; SASSNet, DTC).
         extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
             (``forward_heads``: ``decoder2``, ...; MC-Net uses ``[interpolate]``, MC-Net+ adds ``interpolate_nearest``).
+        deep_supervision: a perturbed 3x3 head on every decoder stage but the last (URPC's pyramid).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class VNet(SegmentationNetwork):
         upsampling: str = "transpose",
         sdf_head: bool = False,
         extra_decoders: Sequence[str] | None = None,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
@@ -117,3 +119,5 @@ class VNet(SegmentationNetwork):
         self.aux_heads = aux_heads(spatial_dims, f, num_classes, sdf_head)
         self.set_extra_decoders(extra_decoders or [], decoder)
         self._feature_info = info
+        stages = [(f.index, f.channels) for f in info if f.name.startswith("decoder")][:-1]
+        self.pyramid_heads = pyramid_heads(spatial_dims, stages, num_classes) if deep_supervision else nn.ModuleDict()
