@@ -36,7 +36,7 @@ def test_init_from_a_run_folder(msd_dataset, tmp_path):
         torch.testing.assert_close(trainer.method.teacher.state_dict()[k].cpu(), v.cpu())
 
 
-@pytest.mark.parametrize("method", ["roam", "adversarial", "pseudo_label", "equireg", "hybrid_colearning", "voxel_adversarial", "bcp", "sassnet"])
+@pytest.mark.parametrize("method", ["roam", "adversarial", "pseudo_label", "equireg", "hybrid_colearning", "voxel_adversarial", "bcp", "sassnet", "ssnet"])
 def test_resume_equals_uninterrupted(msd_dataset, tmp_path, monkeypatch, method):
     extra = ["method.params={rounds: 2}"] if method == "pseudo_label" else []
     Trainer(_cfg(msd_dataset, method, extra), tmp_path / "straight").fit()

@@ -12,7 +12,7 @@ from semiseg.methods.base import Method, MethodContext
 
 _REGISTRY: dict[str, type[Method]] = {}
 _BUILTIN_MODULES = ("supervised", "roam", "mean_teacher", "ua_mt", "cps", "pseudo_label", "adversarial", "graph_embedding", "equireg",
-                    "hybrid_colearning", "voxel_adversarial", "bcp", "unimatch", "dtc", "sassnet", "mcnet", "urpc")
+                    "hybrid_colearning", "voxel_adversarial", "bcp", "unimatch", "dtc", "sassnet", "mcnet", "urpc", "ssnet")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
