@@ -76,8 +76,12 @@ def test_method_teacher_is_the_weighted_average_of_both_students():
 
 def test_students_differ_in_structure_keep_shapes_and_start_equal():
     m = create_method("hybrid_colearning", ctx(), {})
-    ups = [type(mod).__name__ for mod in m.student2.modules() if isinstance(mod, InterpolateConv)]
-    assert ups and not any(isinstance(mod, InterpolateConv) for mod in m.student1.modules())
+    assert not any(isinstance(mod, torch.nn.LeakyReLU) for mod in m.student1.modules())  # V-Net: ReLU
+    assert any(isinstance(mod, torch.nn.LeakyReLU) for mod in m.student2.modules())  # swapped
+    unet = create_method("hybrid_colearning", ctx(dims=2, name="unet"), {})
+    assert not any(isinstance(mod, torch.nn.LeakyReLU) for mod in unet.student2.modules())  # U-Net: LeakyReLU -> ReLU
+    decoders = create_method("hybrid_colearning", ctx(), {"student2_network": {"upsampling": "interpolate"}})
+    assert any(isinstance(mod, InterpolateConv) for mod in decoders.student2.modules())  # the decoder variant
     for (k, a), b in zip(m.student1.state_dict().items(), m.student2.state_dict().values()):
         assert torch.equal(a, b), k  # same_init
     m.eval()

@@ -163,6 +163,23 @@ class SegmentationNetwork(nn.Module):
         return self.head(state.h), [taps[i] for i in order]
 
 
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def set_activation(module: nn.Module, kind: str | None) -> None:
+    """Replace every ReLU / LeakyReLU of ``module`` by ``kind`` (``relu``, or ``leaky_relu`` with slope 0.1);
+    ``None`` keeps the network's own. The parameters are untouched (a structural variant of equal shapes)."""
+    if kind is None:
+        return
+    if kind not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation '{kind}'; choose {' or '.join(ACTIVATIONS)}")
+    for name, child in module.named_children():
+        if isinstance(child, (nn.ReLU, nn.LeakyReLU)):
+            setattr(module, name, nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.1, inplace=True))
+        else:
+            set_activation(child, kind)
+
+
 def aux_heads(spatial_dims: int, channels: int, num_classes: int, sdf_head: bool) -> nn.ModuleDict:
     """Auxiliary heads on the last hidden state: ``sdf`` (a 1x1 convolution to one map per foreground class and
     tanh, the signed-distance regression of SASSNet / DTC) when ``sdf_head``."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from semiseg.networks.base import (
-    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, upsample_nd,
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, set_activation, upsample_nd,
 )
 
 
@@ -87,6 +87,7 @@ class UNet(SegmentationNetwork):
         extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
             (``forward_heads``: ``decoder2``, ...; MC-Net).
         deep_supervision: a perturbed 3x3 head on every decoder stage but the last (URPC's pyramid).
+        activation: ``relu`` or ``leaky_relu`` (slope 0.1) instead of the network's own activation.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class UNet(SegmentationNetwork):
         sdf_head: bool = False,
         extra_decoders: Sequence[str] | None = None,
         deep_supervision: bool = False,
+        activation: str | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -145,6 +147,7 @@ class UNet(SegmentationNetwork):
         self._feature_info = info
         stages = [(f.index, f.channels) for f in info if f.name.startswith("decoder")][:-1]
         self.pyramid_heads = pyramid_heads(spatial_dims, stages, num_classes) if deep_supervision else nn.ModuleDict()
+        set_activation(self, activation)
 
 
 def unet_ssl4mis(spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 4, **kwargs: object) -> UNet:

@@ -17,7 +17,7 @@ from typing import Sequence
 from torch import nn
 
 from semiseg.networks.base import (
-    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, upsample_nd,
+    FeatureInfo, LayerState, SegmentationNetwork, aux_heads, conv_nd, dropout_nd, norm_nd, pyramid_heads, set_activation, upsample_nd,
 )
 
 
@@ -77,6 +77,7 @@ class VNet(SegmentationNetwork):
         extra_decoders: upsampling kinds of further decoders on the shared encoder, each with its own head
             (``forward_heads``: ``decoder2``, ...; MC-Net uses ``[interpolate]``, MC-Net+ adds ``interpolate_nearest``).
         deep_supervision: a perturbed 3x3 head on every decoder stage but the last (URPC's pyramid).
+        activation: ``relu`` or ``leaky_relu`` (slope 0.1) instead of the network's own activation.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class VNet(SegmentationNetwork):
         sdf_head: bool = False,
         extra_decoders: Sequence[str] | None = None,
         deep_supervision: bool = False,
+        activation: str | None = None,
     ) -> None:
         super().__init__()
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
@@ -121,3 +123,4 @@ class VNet(SegmentationNetwork):
         self._feature_info = info
         stages = [(f.index, f.channels) for f in info if f.name.startswith("decoder")][:-1]
         self.pyramid_heads = pyramid_heads(spatial_dims, stages, num_classes) if deep_supervision else nn.ModuleDict()
+        set_activation(self, activation)
