@@ -84,6 +84,11 @@ def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset
     assert "copied 3 run record(s)" in said[0] and "3 already complete" in said[1]
     assert not any("start" in line for line in said)
     assert len(again["rows"]) == 8
+    # a run whose configuration is no longer the planned one (a preset changed since) is stale: not tabulated
+    cfg_file = tmp_path / "fresh" / "once" / "seed_0" / "upper_bound" / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("iterations: 2", "iterations: 3"))
+    stale = run_benchmark(path, tmp_path / "fresh", say=said.append, report_only=True)
+    assert len(stale["rows"]) == 4 and {r["run"] for r in stale["rows"]} == {"lower_bound"}
     with pytest.raises(ConfigError, match="cannot start from"):
         load_benchmark(_write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"},
                                                       "u": {"preset": "synthbrain2d_supervised", "once": True,

@@ -9,7 +9,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from semiseg.benchmark.planning import Job, is_complete, plan
+from semiseg.benchmark.planning import Job, is_current, plan
 from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results
 from semiseg.benchmark.schema import command_line, load_benchmark
@@ -53,16 +53,20 @@ RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.n
 """What a run record leaves out: weights, their temp files, TensorBoard logs, saved predictions."""
 
 
-def copy_records(src_root: Path, dst_root: Path, run_dirs: list[Path], src_base: Path) -> int:
-    """Copy the record of each run folder ``src_base/rel`` (complete runs only) to ``dst_root/rel`` unless it exists
-    there already; returns how many were copied."""
+def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) -> int:
+    """Copy the record of each job's run folder (``base/rel``) from ``src_root/rel`` to ``dst_root/rel`` when the
+    source is complete and of the planned configuration and the destination is not complete; returns how many."""
     import shutil
 
     n = 0
-    for run_dir in run_dirs:
-        rel = run_dir.relative_to(src_base)
+    done: set[Path] = set()
+    for job in jobs:
+        if job.run_dir in done:
+            continue
+        done.add(job.run_dir)
+        rel = job.run_dir.relative_to(base)
         src, dst = src_root / rel, dst_root / rel
-        if not (src / "benchmark_time.json").is_file() or (dst / "benchmark_time.json").is_file():
+        if not is_current(job, src, weights_needed=False) or (dst / "benchmark_time.json").is_file():
             continue
         if dst.exists():
             shutil.rmtree(dst)  # an interrupted run the record supersedes
@@ -88,9 +92,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     out = Path(output or cfg.output or Path("runs") / "benchmarks" / cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     todo = plan(cfg, out)
-    run_dirs = sorted({j.run_dir for j in todo})
     if records is not None and Path(records).is_dir():
-        n = copy_records(Path(records), out, run_dirs, out)
+        n = copy_records(Path(records), out, todo, out)
         if n:
             say(f"copied {n} run record(s) from {records}")
     # configuration errors of any run surface before the first one trains
@@ -106,8 +109,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     for j in todo:  # a run trained once per seed appears in every cell of that seed
         # a run no other run starts from is done once scored: its record (run folder without weights,
         # e.g. copied back from another machine or session) is enough
-        if j.run_dir not in seen and not is_complete(j.run_dir, j.equivariance, weights_needed=j.run_dir in starts,
-                                                     postprocess=j.postprocess):
+        if j.run_dir not in seen and not is_current(j, weights_needed=j.run_dir in starts):
             pending.append(j)
         seen.add(j.run_dir)
     n_runs = len({j.run_dir for j in todo})
@@ -116,7 +118,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command, trained_now=False)
         if records is not None:
-            copy_records(out, Path(records), run_dirs, out)
+            copy_records(out, Path(records), todo, out)
         done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
         say(f"results so far ({done} of {len(todo)} table entries): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
@@ -153,7 +155,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     rows = collect_results(cfg, todo)
     write_results(cfg, rows, out, command)
     if records is not None:
-        copy_records(out, Path(records), run_dirs, out)
+        copy_records(out, Path(records), todo, out)
     if failed:
         lines = "; ".join(f"{p.relative_to(out)}: {m}" for p, m in failed.items())
         raise SemisegError(f"{len(failed)} run(s) did not complete ({lines}); re-run the same command to resume")

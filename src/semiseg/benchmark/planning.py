@@ -56,3 +56,26 @@ def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool 
 
     scored = all((run_dir / eval_dir_name("test", pp) / "summary.csv").is_file() for pp in postprocess)
     return trained and scored and (not equivariance or (run_dir / "eval_test" / "equivariance.csv").is_file())
+
+
+def matches_plan(run_dir: Path, job: Job) -> bool:
+    """The run folder's ``config.yaml`` equals the configuration the grid plans for ``job`` (compared by value;
+    options added later take their defaults). A complete run of another configuration -- a preset or a method
+    default changed since it ran -- is stale: it is never tabulated or reused as if it were current."""
+    from semiseg.config import load_config
+
+    stored = run_dir / "config.yaml"
+    if not stored.is_file():
+        return True
+    try:
+        return load_config(stored).model_dump(mode="json") == load_config(job.preset, list(job.overrides)).model_dump(mode="json")
+    except Exception:  # an unreadable or outdated config is not the planned one
+        return False
+
+
+def is_current(job: Job, run_dir: Path | None = None, weights_needed: bool = True,
+               postprocess: tuple[str, ...] | None = None) -> bool:
+    """Complete (:func:`is_complete`) and of the planned configuration (:func:`matches_plan`)."""
+    run_dir = job.run_dir if run_dir is None else run_dir
+    pp = job.postprocess if postprocess is None else postprocess
+    return is_complete(run_dir, job.equivariance, weights_needed, pp) and matches_plan(run_dir, job)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from semiseg.benchmark.planning import Job, is_complete
+from semiseg.benchmark.planning import Job, is_current
 from semiseg.benchmark.schema import BenchmarkConfig
 
 
@@ -28,7 +28,7 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
         folder = eval_dir_name("test", pp)
         for (lab, seed), cell in cells.items():
             results = {j.run: {"summary": read_csv(j.run_dir / folder / "summary.csv")} for j in cell
-                       if is_complete(j.run_dir, j.equivariance, weights_needed=False, postprocess=(pp,))}
+                       if is_current(j, weights_needed=False, postprocess=(pp,))}
             if not results:
                 continue
             summary = next(iter(results.values()))["summary"]
