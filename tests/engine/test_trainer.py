@@ -256,3 +256,18 @@ def test_progress_lines_with_eta_when_not_on_a_terminal(msd_dataset, tmp_path):
     Trainer(_cfg(msd_dataset, ["train.iterations=8", "train.log_every=2", "train.val_every=4"]), tmp_path / "run").fit()
     lines = [line for line in (tmp_path / "run" / "train.log").read_text().splitlines() if "ETA" in line]
     assert len(lines) == 2 and "step 4/8  loss" in lines[0] and "it/s" in lines[0]
+
+
+def test_config_yaml_writes_the_methods_resolved_params(msd_dataset, tmp_path):
+    """A later change of a method default must show as another configuration (benchmark staleness, resume)."""
+    import yaml
+
+    from semiseg.methods.registry import resolved_config
+
+    cfg = _cfg(msd_dataset, ["method.name=mean_teacher"])
+    Trainer(cfg, tmp_path / "run")
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert stored["method"]["params"]["ema_decay"] == 0.99 and "consistency_on" in stored["method"]["params"]
+    assert resolved_config(load_config(tmp_path / "run" / "config.yaml")) == resolved_config(cfg)
+    changed = _cfg(msd_dataset, ["method.name=mean_teacher", "method.params={ema_decay: 0.999}"])
+    assert resolved_config(load_config(tmp_path / "run" / "config.yaml")) != resolved_config(changed)

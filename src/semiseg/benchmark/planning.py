@@ -59,8 +59,8 @@ def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool 
 
 
 def matches_plan(run_dir: Path, job: Job) -> bool:
-    """The run folder's ``config.yaml`` equals the configuration the grid plans for ``job`` (compared by value;
-    options added later take their defaults). A complete run of another configuration -- a preset or a method
+    """The run folder's ``config.yaml`` equals the configuration the grid plans for ``job`` (compared by value
+    with the method's params resolved; options added later take their defaults). A complete run of another configuration -- a preset or a method
     default changed since it ran -- is stale: it is never tabulated or reused as if it were current."""
     from semiseg.config import load_config
 
@@ -68,7 +68,9 @@ def matches_plan(run_dir: Path, job: Job) -> bool:
     if not stored.is_file():
         return True
     try:
-        return load_config(stored).model_dump(mode="json") == load_config(job.preset, list(job.overrides)).model_dump(mode="json")
+        from semiseg.methods.registry import resolved_config
+
+        return resolved_config(load_config(stored)) == resolved_config(load_config(job.preset, list(job.overrides)))
     except Exception:  # an unreadable or outdated config is not the planned one
         return False
 

@@ -40,7 +40,7 @@ from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
 from semiseg.evaluation.scoring import mean_dice, score_case
 from semiseg.methods import MethodContext, create_method
-from semiseg.methods.registry import get_method_class, validate_method_params
+from semiseg.methods.registry import get_method_class, resolved_config, validate_method_params
 
 
 class NonFiniteLoss(Exception):
@@ -72,7 +72,10 @@ class Trainer:
             if is_main_process():
                 try:
                     prepare_run_dir(self.run_dir, overwrite)
-                    (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+                    # the method's params with every default written out: a later change of a default is visible
+                    resolved = cfg.model_copy(deep=True)
+                    resolved.method.params = resolved_config(cfg)["method"]["params"]
+                    (self.run_dir / "config.yaml").write_text(dump_config(resolved))
                 except ConfigError as exc:
                     problem = exc
             if any_rank(problem is not None, self.device):
@@ -502,7 +505,7 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """
     if (run_dir / "config.yaml").is_file():
         stored = load_config(run_dir / "config.yaml")  # options added later take their defaults
-        if stored.model_dump(mode="json") != cfg.model_dump(mode="json"):
+        if resolved_config(stored) != resolved_config(cfg):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         if (run_dir / "checkpoint_final.pt").is_file():
             return {"skipped": True}

@@ -53,3 +53,12 @@ def validate_method_params(name: str, params: dict[str, Any]) -> Any:
 def create_method(name: str, ctx: MethodContext, params: dict[str, Any]) -> Method:
     cls = get_method_class(name)
     return cls(ctx, validate_method_params(name, params))
+
+
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """A run configuration as plain data with the method's params resolved (every default written out), so that
+    two runs compare equal only when their methods run with the same values -- a default changed in the code
+    since a run made its config.yaml shows as a difference."""
+    data = cfg.model_dump(mode="json")
+    data["method"]["params"] = validate_method_params(cfg.method.name, cfg.method.params).model_dump(mode="json")
+    return data
