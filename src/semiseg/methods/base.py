@@ -113,7 +113,7 @@ class Method(nn.Module):
         """``method.init_from``: load a pre-trained network into every network this method trains."""
         for module in self.modules():
             if isinstance(module, SegmentationNetwork):
-                module.load_state_dict(state)
+                module.load_trunk(state)  # heads or decoders a method's network adds keep their own weights
 
     # -- engine-provided ----------------------------------------------------------
     def attach_optimize(self, hook: Callable[[torch.Tensor, str], None]) -> None:

@@ -45,9 +45,6 @@ class DTC(Method):
     def inference_network(self) -> SegmentationNetwork:
         return self.network
 
-    def load_initial_weights(self, state):  # type: ignore[override]
-        self.network.load_trunk(state)
-
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: DTCParams = self.params  # type: ignore[assignment]
         x, _ = joint_batch(labeled, unlabeled)

@@ -56,9 +56,6 @@ class SASSNet(Method):
         p: SASSNetParams = self.params  # type: ignore[assignment]
         return {"discriminator": constant_adam(p.disc_lr, p.disc_betas)}
 
-    def load_initial_weights(self, state):  # type: ignore[override]
-        self.network.load_trunk(state)
-
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: SASSNetParams = self.params  # type: ignore[assignment]
         x, n_l = joint_batch(labeled, unlabeled)

@@ -61,9 +61,6 @@ class URPC(Method):
     def inference_network(self) -> SegmentationNetwork:
         return self.network
 
-    def load_initial_weights(self, state):  # type: ignore[override]
-        self.network.load_trunk(state)  # the extra decoders / pyramid heads keep their own initialisation
-
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: URPCParams = self.params  # type: ignore[assignment]
         x_l = labeled["image"]

@@ -236,9 +236,9 @@ class InterpolateConv(nn.Module):
 
     Its parameters have exactly the shapes of ``ConvTranspose(cin, cout, scale, stride=scale)``
     (``weight`` (cin, cout, *k), ``bias`` (cout)), so a network built with either upsampling has the
-    same ``state_dict`` keys and shapes: the hybrid-cropping co-learning students differ in their
-    decoders yet share one weighted EMA teacher (003, Eq. 1). The even kernel is padded on the high
-    side so the upsampled size is kept.
+    same ``state_dict`` keys and shapes (MC-Net's second decoder; an optional decoder variant of the
+    hybrid-cropping co-learning students, whose Eq. 1 averages parameters). The even kernel is padded on
+    the high side so the upsampled size is kept.
     """
 
     def __init__(self, spatial_dims: int, cin: int, cout: int, scale: int = 2, mode: str = "linear") -> None:
