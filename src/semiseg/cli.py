@@ -1,4 +1,4 @@
-"""Command line: ``semiseg verify | train | resume | predict | evaluate | export | demo | benchmark | list``.
+"""Command line: ``semiseg verify | train | resume | predict | evaluate | export | advise | demo | benchmark | list``.
 
 Exit codes: 0 success, 1 other failure, 2 usage or configuration error,
 3 dataset error. Errors print one message without a traceback unless ``--debug``.
@@ -119,6 +119,18 @@ def cmd_export(a: argparse.Namespace) -> None:
     print(f"wrote {written['model']} (torch.export program) and {written['preprocessing']}")
 
 
+def cmd_advise(a: argparse.Namespace) -> None:
+    import torch
+
+    from semiseg.advisor import advise
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    ranked = advise(Path(a.run_dir), a.strategy, a.k, Path(a.unlabeled) if a.unlabeled else None, a.base,
+                    Path(a.out) if a.out else None, a.which, dev, a.seed, a.overwrite)
+    for u in ranked[: a.k]:
+        print(f"{u.rank:3d}  {u.subject}  score {u.score:.4g}  ({', '.join(u.cases)})")
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     from semiseg.demo import run_demo
 
@@ -206,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--which", default="best", choices=["best", "final", "latest"], help="which checkpoint of a run folder")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("advise", help="rank unlabeled cases (patients) by how much labeling them is likely to help")
+    s.add_argument("run_dir", help="a run folder: its unlabeled cases are ranked (or those of --unlabeled)")
+    s.add_argument("--unlabeled", help="rank the images of this folder instead (NIfTI/ITK volumes or 2D images)")
+    s.add_argument("--strategy", default="entropy", choices=["random", "entropy", "disagreement", "tta", "diverse"],
+                   help="entropy: mean predictive entropy; disagreement: between the method's networks (teacher/student, "
+                        "co-students); tta: variance under flips and a rotation; diverse: score-weighted diversity over "
+                        "encoder features; random: the control")
+    s.add_argument("--k", type=int, default=5, help="how many subjects to recommend (every candidate is ranked in advice.csv)")
+    s.add_argument("--base", default="entropy", choices=["entropy", "disagreement", "tta"], help="the score diverse weights by")
+    s.add_argument("--which", default="best", choices=["best", "final", "latest"], help="which checkpoint of the run")
+    s.add_argument("--out", help="output folder (default RUN_DIR/advice_STRATEGY)")
+    s.add_argument("--seed", type=int, default=0, help="the random strategy's seed")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--overwrite", action="store_true", help="replace earlier advice in the output folder")
+    s.set_defaults(fn=cmd_advise)
 
     s = sub.add_parser("demo", help="the main job on the embedded dataset (< 10 min on 2 CPU cores)")
     s.add_argument("--out", default="runs/demo", help="demo folder (runs and report)")

@@ -16,6 +16,7 @@ engine owns the loop, devices, precision, checkpoints, validation and logs.
   backward pass, AMP scaling, clipping, the non-finite check and the step.
 - ``on_after_step(step)``: after the optimizer steps (EMA updates).
 - ``inference_network()``: the network used for validation and prediction.
+- ``member_networks()``: every segmentation network it holds (default: its attributes that are one).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class Method(nn.Module):
 
     def inference_network(self) -> SegmentationNetwork:
         raise NotImplementedError
+
+    def member_networks(self) -> dict[str, SegmentationNetwork]:
+        """The segmentation networks this method trains or keeps (students, EMA teachers, co-students), by
+        attribute name: what the advisor's ``disagreement`` strategy compares."""
+        return {n: m for n, m in self.named_children() if isinstance(m, SegmentationNetwork)}
 
     def ramped(self, weight: float, kind: str, step: int) -> float:
         """``weight`` times the ramp-up ``kind`` over ``params.rampup_fraction`` of the run's iterations."""

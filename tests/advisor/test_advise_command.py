@@ -1,0 +1,70 @@
+"""``semiseg advise`` end to end: on 2D and 3D runs, on a folder of new images, and its errors (issue 15)."""
+
+import csv
+import json
+
+import pytest
+
+from semiseg.cli import main
+from tests.conftest import tiny_overrides, write_msd
+
+pytestmark = pytest.mark.slow
+
+
+def _train(tmp_path, preset, method, dims):
+    root = write_msd(tmp_path / "ds", n_cases=8, unlabeled=3)
+    run = tmp_path / f"run_{method}"
+    ov = tiny_overrides(root, dims) + [f"method.name={method}", "split.unlabeled=rest", "train.iterations=4",
+                                       "train.val_every=4", "train.checkpoint_every=4"]
+    if method != "supervised":
+        ov.append("train.unlabeled_batch_size=2")
+    assert main(["train", preset, *ov, "--run-dir", str(run)]) == 0
+    return root, run
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("dims,preset", [(2, "synthbrain2d_supervised"), (3, "synthbrain3d_supervised")])
+def test_every_strategy_ranks_the_runs_unlabeled_cases(tmp_path, capsys, dims, preset):
+    root, run = _train(tmp_path, preset, "mean_teacher", dims)
+    splits = json.loads((run / "splits.json").read_text())
+    for strategy in ("random", "entropy", "disagreement", "tta", "diverse"):
+        assert main(["advise", str(run), "--strategy", strategy, "--k", "2"]) == 0, strategy
+        out = run / f"advice_{strategy}"
+        rows = _rows(out / "advice.csv")
+        # every unlabeled case is ranked once, and nothing else: no labeled, validation or test case
+        assert sorted(c for r in rows for c in r["cases"].split(";")) == sorted(splits["unlabeled"])
+        assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+        if strategy in ("entropy", "disagreement", "tta"):
+            scores = [float(r["score"]) for r in rows]
+            assert scores == sorted(scores, reverse=True) and scores == [float(r[strategy]) for r in rows]
+        top = [c for r in rows[:2] for c in r["cases"].split(";")]
+        assert (out / "next_labeled_cases.txt").read_text().split() == sorted(splits["labeled"] + top)
+        assert len(list((out / "thumbnails").glob("*.png"))) == 2
+        assert "| 1 |" in (out / "advice.md").read_text()
+    printed = capsys.readouterr().out
+    assert printed.count("score") >= 10
+    # earlier advice is not overwritten silently
+    assert main(["advise", str(run), "--strategy", "entropy"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["advise", str(run), "--strategy", "entropy", "--overwrite"]) == 0
+
+
+def test_a_folder_of_new_images_and_the_errors(tmp_path, capsys):
+    root, run = _train(tmp_path, "synthbrain2d_supervised", "supervised", 2)
+    new = write_msd(tmp_path / "new", n_cases=3, seed=5) / "imagesTr"
+    out = tmp_path / "advice"
+    assert main(["advise", str(run), "--unlabeled", str(new), "--strategy", "tta", "--out", str(out)]) == 0
+    rows = _rows(out / "advice.csv")
+    assert sorted(r["subject"] for r in rows) == ["case00", "case01", "case02"]
+    assert not (out / "next_labeled_cases.txt").exists()  # new images have no place in the run's split
+    # a supervised run has one network: no disagreement, and the message says what to do instead
+    assert main(["advise", str(run), "--strategy", "disagreement"]) == 2
+    err = capsys.readouterr().err
+    assert "supervised" in err and "entropy" in err and "Traceback" not in err
+    assert main(["advise", str(run), "--k", "0"]) == 2
+    assert main(["advise", str(tmp_path / "nowhere")]) == 2
+    assert main(["advise", str(run), "--unlabeled", str(tmp_path / "nowhere")]) == 2
