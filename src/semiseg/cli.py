@@ -139,7 +139,12 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 def cmd_benchmark(a: argparse.Namespace) -> None:
     from semiseg.benchmark import run_benchmark
+    from semiseg.benchmark.budget import is_budget_file, run_budget
 
+    if is_budget_file(Path(a.config)):  # kind: label_budget (the annotation advisor's simulation)
+        run_budget(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
+                   records=Path(a.records) if a.records else None)
+        return
     run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
                   records=Path(a.records) if a.records else None)
 

@@ -1,0 +1,410 @@
+"""A label-budget simulation (``kind: label_budget``): does choosing what to label beat choosing at random? (issue 15)
+
+For each seed, a start model is trained on ``start`` labeled subjects drawn with that seed
+(``start_preset``, e.g. the supervised lower bound, then ``preset``, the semi-supervised method,
+from it). Then, per strategy, ``rounds`` times: ``semiseg advise`` ranks the current run's
+unlabeled subjects, the labels of the top ``add`` are revealed (the dataset's own labels, read only
+for the chosen cases: ``split.labeled_cases``), and ``preset`` trains again from the previous
+round's model with the larger labeled set. Candidates are only ever the run's unlabeled cases:
+never a validation or test case. Every round of every strategy trains the same number of
+iterations, so the strategies differ only in which subjects were labeled.
+
+Layout of the output folder::
+
+    seed_<s>/start/lower_bound, seed_<s>/start/round_0      shared by every strategy
+    seed_<s>/<strategy>/round_<r>/advice                    the advice that chose round r's new subjects
+    seed_<s>/<strategy>/round_<r>/run                       the run trained with them
+
+Re-running resumes (complete runs skipped, interrupted ones resumed, advice kept). ``results.md``:
+test mean Dice per strategy and labeled count (mean over seeds, 95% bootstrap interval over seeds and
+test cases) and each strategy's paired difference from ``random``; ``results.png``: the budget curve.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from semiseg.benchmark.execution import RECORD_SKIP, execute_job
+from semiseg.benchmark.planning import Job, is_complete
+from semiseg.config.schema import _Strict
+from semiseg.errors import ConfigError, SemisegError, validation_summary
+
+
+class BudgetConfig(_Strict):
+    kind: Literal["label_budget"]
+    name: str
+    description: str = ""
+    output: str | None = None
+    preset: str
+    """The semi-supervised method every round trains (from the previous round's model)."""
+    start_preset: str | None = None
+    """Trained first on the start set (e.g. the supervised lower bound); round 0 of ``preset`` starts from it."""
+    start_overrides: list[str] = Field(default_factory=list)
+    start: int = Field(3, ge=1)
+    """Labeled subjects at round 0, drawn with each seed (``split.seed``)."""
+    add: int = Field(2, ge=1)
+    """Subjects labeled per round."""
+    rounds: int = Field(2, ge=1)
+    strategies: list[str] = Field(default_factory=lambda: ["random", "entropy", "disagreement", "tta", "diverse"])
+    base: str = "entropy"
+    """The signal the ``diverse`` strategy weights its picks by."""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    jobs: int = Field(1, ge=1)
+    overrides: list[str] = Field(default_factory=list)
+    results: str = "results"
+
+    @field_validator("strategies")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from semiseg.advisor.selection import STRATEGIES
+
+        bad = [s for s in v if s not in STRATEGIES]
+        if bad or not v:
+            raise ValueError(f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
+        return v
+
+
+def is_budget_file(path: Path) -> bool:
+    """Whether a benchmark YAML describes a label-budget simulation (``kind: label_budget``)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and raw.get("kind") == "label_budget"
+
+
+def load_budget(path: Path, extra: list[str] | None = None) -> BudgetConfig:
+    try:
+        cfg = BudgetConfig.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_summary(exc)}") from None
+    cfg.overrides = list(cfg.overrides) + list(extra or [])
+    return cfg
+
+
+@dataclass(frozen=True)
+class Round:
+    """One trained point of the budget curve."""
+
+    seed: int
+    strategy: str  # "start" for the shared round 0
+    index: int
+    labeled: int  # labeled subjects
+    job: Job
+    advice: Path | None  # the advice folder that chose this round's labeled set (None: round 0)
+    previous: "Round | None"
+
+
+def plan_budget(cfg: BudgetConfig, out: Path) -> dict[int, dict[str, list[Round]]]:
+    """Per seed, per strategy: its rounds 0..R (round 0, and the start run before it, shared)."""
+    plans: dict[int, dict[str, list[Round]]] = {}
+    for s in cfg.seeds:
+        base = list(cfg.overrides) + [f"seed={s}", f"split.seed={s}"]
+        start_split = [f"split.labeled={cfg.start}", "split.labeled_selection=random"]
+        start_dir = out / f"seed_{s}" / "start"
+        first: Round | None = None
+        if cfg.start_preset:
+            j = Job("lower_bound", cfg.start, s, cfg.start_preset,
+                    tuple(base + start_split + list(cfg.start_overrides) + ["name=lower_bound"]), start_dir / "lower_bound", None)
+            first = Round(s, "start", -1, cfg.start, j, None, None)
+        ov0 = base + start_split + ["name=round_0"] + ([f"method.init_from={first.job.run_dir}"] if first else [])
+        r0 = Round(s, "start", 0, cfg.start, Job("round_0", cfg.start, s, cfg.preset, tuple(ov0), start_dir / "round_0",
+                                                  first.job.run_dir if first else None), None, first)
+        plans[s] = {}
+        for strategy in cfg.strategies:
+            chain, prev = [r0], r0
+            for r in range(1, cfg.rounds + 1):
+                d = out / f"seed_{s}" / strategy / f"round_{r}"
+                n = cfg.start + r * cfg.add
+                # the labeled cases are known once the advice is written: the job's overrides are completed then
+                job = Job(f"{strategy}_round_{r}", n, s, cfg.preset,
+                          tuple(base + [f"name={strategy}_round_{r}", f"method.init_from={prev.job.run_dir}"]),
+                          d / "run", prev.job.run_dir)
+                prev = Round(s, strategy, r, n, job, d / "advice", prev)
+                chain.append(prev)
+            plans[s][strategy] = chain
+    return plans
+
+
+def _with_labeled(rnd: Round) -> Job:
+    """The round's job with ``split.labeled_cases`` from its advice (``next_labeled_cases.txt``)."""
+    if rnd.advice is None:
+        return rnd.job
+    cases = (rnd.advice / "next_labeled_cases.txt").read_text().split()
+    return Job(**{**rnd.job.__dict__, "overrides": rnd.job.overrides + (f"split.labeled_cases=[{','.join(cases)}]",)})
+
+
+def _round_done(rnd: Round, weights_needed: bool) -> bool:
+    if rnd.advice is not None and not (rnd.advice / "next_labeled_cases.txt").is_file():
+        return False
+    return is_complete(rnd.job.run_dir, weights_needed=weights_needed)
+
+
+def _ensure(rnd: Round) -> None:
+    """Train (or resume) ``rnd`` and score it, after whatever it starts from; its weights exist afterwards."""
+    if (rnd.job.run_dir / "checkpoint_final.pt").is_file() and is_complete(rnd.job.run_dir):
+        return
+    if rnd.previous is not None:
+        _ensure(rnd.previous)
+    execute_job(_with_labeled(rnd))
+
+
+def execute_chain(chain: list[Round], cfg_dump: dict[str, Any]) -> list[str]:
+    """One strategy's rounds 1..R of one seed, in order: advise on the previous run, then train; in a worker process.
+    A complete round is skipped unless the next round's advice still needs its weights."""
+    import torch
+
+    from semiseg.advisor import advise
+
+    cfg = BudgetConfig.model_validate(cfg_dump)
+    done = []
+    for i, rnd in enumerate(chain[1:], start=1):
+        later_needs_weights = i < len(chain) - 1 and not (chain[i + 1].advice / "next_labeled_cases.txt").is_file()  # type: ignore[operator]
+        if _round_done(rnd, weights_needed=later_needs_weights):
+            continue
+        assert rnd.advice is not None and rnd.previous is not None
+        if not (rnd.advice / "next_labeled_cases.txt").is_file():
+            _ensure(rnd.previous)
+            torch.set_num_threads(1)
+            advise(rnd.previous.job.run_dir, rnd.strategy, cfg.add, base=cfg.base, out_dir=rnd.advice, which="best",
+                   seed=1000 * rnd.seed + rnd.index, overwrite=True, say=lambda m: None)
+        _ensure(rnd)
+        _check_same_test(chain[0].job.run_dir, rnd.job.run_dir)
+        done.append(str(rnd.job.run_dir))
+    return done
+
+
+def _check_same_test(first: Path, later: Path) -> None:
+    a = json.loads((first / "splits.json").read_text())
+    b = json.loads((later / "splits.json").read_text())
+    if a["test"] != b["test"] or a["val"] != b["val"]:
+        raise SemisegError(f"{later}: its validation/test cases differ from {first}'s; the dataset must name them "
+                           "(list files, imagesTs) for a label-budget simulation")
+
+
+def copy_budget_records(src: Path, dst: Path, plans: dict[int, dict[str, list[Round]]]) -> int:
+    """Copy each complete round (its run folder without weights, and its advice) from ``src`` to ``dst`` where
+    ``dst`` lacks it; returns how many."""
+    n = 0
+    seen: set[Path] = set()
+    for chains in plans.values():
+        for chain in chains.values():
+            rounds = chain + ([chain[0].previous] if chain[0].previous else [])
+            for rnd in rounds:
+                run = rnd.job.run_dir
+                if run in seen:
+                    continue
+                seen.add(run)
+                rel = run.relative_to(dst if run.is_relative_to(dst) else src)
+                s_run, d_run = src / rel, dst / rel
+                s_adv = s_run.parent / "advice"
+                if not is_complete(s_run, weights_needed=False) or is_complete(d_run, weights_needed=False):
+                    continue
+                if rnd.advice is not None and not (s_adv / "next_labeled_cases.txt").is_file():
+                    continue
+                if d_run.exists():
+                    shutil.rmtree(d_run)
+                shutil.copytree(s_run, d_run, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+                if rnd.advice is not None:
+                    shutil.copytree(s_adv, d_run.parent / "advice", dirs_exist_ok=True)
+                n += 1
+    return n
+
+
+def run_budget(config: Path, output: Path | None = None, overrides: list[str] | None = None, jobs: int | None = None,
+               say: Callable[[str], None] = print, report_only: bool = False, records: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the simulation; write ``results.csv/.md/.png``."""
+    from semiseg.benchmark.schema import command_line
+    from semiseg.config import load_config
+
+    cfg = load_budget(config, overrides)
+    if jobs:
+        cfg.jobs = jobs
+    out = Path(output or cfg.output or Path("runs") / "benchmarks" / cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = plan_budget(cfg, out)
+    if records is not None and Path(records).is_dir():
+        n = copy_budget_records(Path(records), out, plans)
+        if n:
+            say(f"copied {n} round record(s) from {records}")
+    for j in [cfg.preset] + ([cfg.start_preset] if cfg.start_preset else []):
+        load_config(j, list(cfg.overrides))  # configuration errors before any training
+    command = command_line(config, overrides, output, jobs)
+    chains = [(s, st, ch) for s, by in plans.items() for st, ch in by.items()]
+    pending = [c for c in chains if not all(_round_done(r, weights_needed=False) for r in c[2][1:])]
+    say(f"label-budget simulation {cfg.name}: {len(cfg.seeds)} seed(s) x {len(cfg.strategies)} strategies x "
+        f"{cfg.rounds} round(s); {len(chains) - len(pending)} of {len(chains)} chains complete; output {out}")
+    failed: dict[str, str] = {}
+    if not report_only and pending:
+        t0 = time.time()
+        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+            # the shared start of each seed first (two chains must not train it at once), then the chains
+            starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items() if any(c[0] == s for c in pending)}
+            running: dict[Future, Any] = {pool.submit(_ensure, r0): ("start", s) for s, r0 in starts.items()}
+            waiting = list(pending)
+            ready: set[int] = set()
+            while running or waiting:
+                for c in list(waiting):
+                    if len(running) >= cfg.jobs:
+                        break
+                    if c[0] in ready:
+                        waiting.remove(c)
+                        say(f"[{time.time() - t0:7.0f} s] start  seed {c[0]} {c[1]}")
+                        running[pool.submit(execute_chain, c[2], cfg.model_dump())] = ("chain", c)
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    kind, what = running.pop(f)
+                    label = f"seed {what} start" if kind == "start" else f"seed {what[0]} {what[1]}"
+                    try:
+                        f.result()
+                        say(f"[{time.time() - t0:7.0f} s] done   {label}")
+                        if kind == "start":
+                            ready.add(what)
+                    except Exception as exc:  # noqa: BLE001 -- one failed chain does not stop the others
+                        failed[label] = f"{type(exc).__name__}: {exc}"
+                        say(f"[{time.time() - t0:7.0f} s] FAILED {label}: {exc}")
+                        if kind == "start":
+                            waiting = [c for c in waiting if c[0] != what]
+                            failed.update({f"seed {what} {st}": "its start failed" for s2, st, _ in pending if s2 == what})
+    rows = collect_budget(cfg, plans)
+    write_budget_results(cfg, rows, out, command)
+    if records is not None:
+        Path(records).mkdir(parents=True, exist_ok=True)
+        copy_budget_records(out, Path(records), plans)
+    if failed:
+        raise SemisegError(f"{len(failed)} chain(s) did not complete ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
+                           "re-run the same command to resume")
+    say(f"results: {out / (cfg.results + '.md')}")
+    return {"rows": rows, "output": out}
+
+
+def collect_budget(cfg: BudgetConfig, plans: dict[int, dict[str, list[Round]]]) -> list[dict[str, Any]]:
+    """One row per seed, strategy and round whose run is scored: test mean Dice and its per-case values."""
+    from semiseg.benchmark.results import case_mean_dice
+    from semiseg.evaluation.scoring import read_csv
+
+    rows = []
+    seen: set[Path] = set()
+    for s, by in plans.items():
+        for strategy, chain in by.items():
+            for rnd in chain:
+                run = rnd.job.run_dir
+                if run in seen or not is_complete(run, weights_needed=False):
+                    continue
+                seen.add(run)
+                summary = read_csv(run / "eval_test" / "summary.csv")
+                classes = [c for c in dict.fromkeys(str(r["class"]) for r in summary) if c != "mean"]
+                mean = next(float(r["mean"]) for r in summary if r["class"] == "mean" and r["metric"] == "dice")
+                splits = json.loads((run / "splits.json").read_text())
+                subjects = sorted({splits["subjects"][c] for c in splits["labeled"]})
+                rows.append({"seed": s, "strategy": strategy if rnd.index else "start", "round": rnd.index,
+                             "labeled": len(subjects), "dice_mean": mean, "labeled_subjects": " ".join(subjects),
+                             "_cases": case_mean_dice(run / "eval_test" / "scores.csv", classes)})
+    return rows
+
+
+def budget_table(cfg: BudgetConfig, rows: list[dict[str, Any]]) -> str:
+    """Strategy x labeled count: mean test Dice over seeds [95% CI], and the paired difference from random."""
+    from semiseg.evaluation.statistics import bootstrap_ci
+
+    counts = [cfg.start + r * cfg.add for r in range(cfg.rounds + 1)]
+
+    def cell(strategy: str, n: int) -> list[dict[str, Any]]:
+        return [r for r in rows if r["labeled"] == n and (r["strategy"] == strategy or r["round"] == 0)]
+
+    def grid(rs: list[dict[str, Any]], cases: list[str]) -> np.ndarray:
+        return np.array([[r["_cases"].get(c, np.nan) for c in cases] for r in sorted(rs, key=lambda r: r["seed"])])
+
+    head = ["strategy"] + [f"{n} labeled" for n in counts] + ([f"vs random at {counts[-1]}"] if "random" in cfg.strategies else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for st in cfg.strategies:
+        cells = [st]
+        for n in counts:
+            rs = cell(st, n)
+            if not rs:
+                cells.append("(pending)")
+                continue
+            cases = sorted(set().union(*(r["_cases"] for r in rs)))
+            lo, hi = bootstrap_ci(grid(rs, cases))
+            cells.append(f"{np.mean([r['dice_mean'] for r in rs]):.4f} [{lo:.3f}, {hi:.3f}] (n={len(rs)})")
+        if "random" in cfg.strategies:
+            a, b = cell(st, counts[-1]), cell("random", counts[-1])
+            seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
+            if st == "random" or not seeds:
+                cells.append("-")
+            else:
+                a = [r for r in a if r["seed"] in seeds]
+                b = [r for r in b if r["seed"] in seeds]
+                cases = sorted(set().union(*(r["_cases"] for r in a + b)))
+                diff = grid(a, cases) - grid(b, cases)
+                lo, hi = bootstrap_ci(diff)
+                cells.append(f"{np.nanmean(diff):+.4f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_budget_results(cfg: BudgetConfig, rows: list[dict[str, Any]], out: Path, command: str) -> None:
+    import platform
+
+    from semiseg import __version__
+    from semiseg.engine.run_dir import git_hash
+    from semiseg.evaluation.scoring import write_csv
+
+    if rows:
+        write_csv([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], out / f"{cfg.results}.csv")
+        _plot(cfg, rows, out / f"{cfg.results}.png")
+    total = len(cfg.seeds) * (1 + len(cfg.strategies) * cfg.rounds)
+    md = [f"# Label-budget simulation `{cfg.name}`", "", *([cfg.description.strip(), ""] if cfg.description.strip() else []),
+          f"Command: `{command}`", "",
+          f"semiseg {__version__}, commit {git_hash() or 'unknown'}, {platform.platform()}. Runs complete: {len(rows)} of {total}.", "",
+          f"Start: {cfg.start} labeled subjects drawn per seed; {cfg.rounds} round(s) of +{cfg.add} subjects chosen by each "
+          f"strategy from the run's unlabeled subjects (never validation or test); method `{cfg.preset}`, each round from the "
+          "previous round's model with the same number of iterations. Test mean Dice (foreground classes, per volume, "
+          "then averaged) over seeds, 95% percentile-bootstrap interval resampling seeds and test cases (n = seeds). "
+          "'vs random': the paired difference from the random strategy (same seeds, same test cases) with its interval. "
+          "Model selection on validation cases only.", "",
+          *([f"![test Dice against labeled subjects]({cfg.results}.png)", ""] if rows else []),
+          budget_table(cfg, rows) if rows else "(no complete runs yet)"]
+    (out / f"{cfg.results}.md").write_text("\n".join(md) + "\n")
+
+
+def _plot(cfg: BudgetConfig, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from semiseg.benchmark.results import dice_interval
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for st in cfg.strategies:
+        pts = []
+        for n in [cfg.start + r * cfg.add for r in range(cfg.rounds + 1)]:
+            rs = [r for r in rows if r["labeled"] == n and (r["strategy"] == st or r["round"] == 0)]
+            if rs:
+                pts.append((n, float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
+        if pts:
+            x, y, lo, hi = (np.array(v) for v in zip(*pts))
+            (line,) = ax.plot(x, y, marker="o", label=st)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+    ax.set(xlabel="labeled subjects", ylabel="test mean Dice", title=cfg.name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""The label-budget simulation (``kind: label_budget``) end to end on a tiny dataset (issue 15)."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from semiseg.benchmark.budget import load_budget, plan_budget, run_budget
+from semiseg.errors import ConfigError
+from tests.conftest import tiny_overrides, write_msd
+
+pytestmark = pytest.mark.slow
+
+
+def _dataset(tmp_path):
+    root = write_msd(tmp_path / "ds", n_cases=10)
+    (root / "imagesTs").mkdir()
+    (root / "labelsTs").mkdir()
+    for c in ("case08", "case09"):  # a test set the dataset names, as ACDC's test.list does
+        shutil.move(root / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTs" / f"{c}_0000.nii.gz")
+        shutil.move(root / "labelsTr" / f"{c}.nii.gz", root / "labelsTs" / f"{c}.nii.gz")
+    return root
+
+
+def _write(tmp_path, root, strategies=("random", "entropy", "disagreement")):
+    ov = [o for o in tiny_overrides(root) if not o.startswith(("split.val", "split.test", "split.labeled"))]
+    ov += ["split.val=0", "eval.select_by=last", "train.unlabeled_batch_size=2", "train.iterations=2",
+           "train.val_every=2", "train.checkpoint_every=2"]
+    text = {
+        "kind": "label_budget", "name": "tiny_budget", "output": str(tmp_path / "out"),
+        "preset": "synthbrain2d_supervised", "start_preset": "synthbrain2d_supervised",
+        "start": 2, "add": 1, "rounds": 2, "strategies": list(strategies), "seeds": [0, 1], "jobs": 2,
+        "overrides": ov + ["method.name=mean_teacher"], "start_overrides": ["method.name=supervised"],
+    }
+    path = tmp_path / "budget.yaml"
+    path.write_text(json.dumps(text))
+    return path
+
+
+def test_budget_rounds_add_the_advised_subjects_and_resume(tmp_path):
+    root = _dataset(tmp_path)
+    path = _write(tmp_path, root)
+    lines = []
+    records = tmp_path / "records"
+    run_budget(path, say=lines.append, records=records)
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * (1 + 3 * 2)  # per seed: round 0 and 3 strategies x 2 rounds
+    for s in (0, 1):
+        r0 = json.loads((out / f"seed_{s}" / "start" / "round_0" / "splits.json").read_text())
+        assert len(r0["labeled"]) == 2
+        for strategy in ("random", "entropy", "disagreement"):
+            prev = r0
+            for r in (1, 2):
+                d = out / f"seed_{s}" / strategy / f"round_{r}"
+                sp = json.loads((d / "run" / "splits.json").read_text())
+                advice = list(csv.DictReader(open(d / "advice" / "advice.csv")))
+                chosen = advice[0]["cases"].split(";")
+                # the new labeled set is the previous one plus the top advised subject, chosen among its unlabeled cases
+                assert sorted(sp["labeled"]) == sorted(prev["labeled"] + chosen)
+                assert set(chosen) <= set(prev["unlabeled"]) and not set(chosen) & set(prev["test"])
+                assert sp["test"] == r0["test"] == ["case08", "case09"]
+                prev = sp
+    assert (out / "results.md").read_text().count("| random |") == 1 and (out / "results.png").is_file()
+    assert "vs random" in (out / "results.md").read_text()
+    # a second call trains nothing; a fresh output folder resumes from the records alone
+    lines.clear()
+    run_budget(path, say=lines.append)
+    assert "6 of 6 chains complete" in lines[0]
+    fresh = tmp_path / "fresh"
+    lines.clear()
+    run_budget(path, output=fresh, say=lines.append, records=records, report_only=True)
+    assert any("copied 16 round record(s)" in m for m in lines), lines  # per seed: lower bound, round 0, 6 rounds
+    assert len(list(csv.DictReader(open(fresh / "results.csv")))) == 14
+
+
+def test_budget_file_errors(tmp_path):
+    root = _dataset(tmp_path)
+    path = _write(tmp_path, root, strategies=("random", "oracle"))
+    with pytest.raises(ConfigError, match="oracle"):
+        load_budget(path)
+    cfg = load_budget(_write(tmp_path, root))
+    plans = plan_budget(cfg, tmp_path / "out")
+    assert [r.labeled for r in plans[0]["entropy"]] == [2, 3, 4]
