@@ -151,12 +151,20 @@ def test_vary_split_sets_the_split_seed_per_seed(tmp_path):
                          ids=lambda p: p.stem)
 def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
     """Every run of every committed grid builds a valid configuration (a typo fails here, not hours in)."""
+    from semiseg.benchmark.budget import is_budget_file, load_budget, plan_budget
     from semiseg.config import load_config
+    from semiseg.methods.registry import validate_method_params
 
+    if is_budget_file(path):  # a label-budget simulation: its start run and every round's run
+        budget = load_budget(path)
+        rounds = [r for by in plan_budget(budget, tmp_path).values() for ch in by.values() for r in ch + ([ch[0].previous] if ch[0].previous else [])]
+        for r in rounds:
+            cfg = load_config(r.job.preset, [o for o in r.job.overrides if not o.startswith("method.init_from=")])
+            validate_method_params(cfg.method.name, cfg.method.params)
+        return
     cfg = load_benchmark(path)
     jobs = plan(cfg, tmp_path)
     assert len(jobs) == len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
-    from semiseg.methods.registry import validate_method_params
 
     for j in jobs:
         cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])

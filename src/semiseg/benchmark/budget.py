@@ -384,27 +384,13 @@ def write_budget_results(cfg: BudgetConfig, rows: list[dict[str, Any]], out: Pat
 
 
 def _plot(cfg: BudgetConfig, rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from semiseg.benchmark.report import curve_plot
     from semiseg.benchmark.results import dice_interval
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[str, list[tuple[float, float, float, float]]] = {}
     for st in cfg.strategies:
-        pts = []
         for n in [cfg.start + r * cfg.add for r in range(cfg.rounds + 1)]:
             rs = [r for r in rows if r["labeled"] == n and (r["strategy"] == st or r["round"] == 0)]
             if rs:
-                pts.append((n, float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
-        if pts:
-            x, y, lo, hi = (np.array(v) for v in zip(*pts))
-            (line,) = ax.plot(x, y, marker="o", label=st)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
-    ax.set(xlabel="labeled subjects", ylabel="test mean Dice", title=cfg.name)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+                series.setdefault(st, []).append((n, float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
+    curve_plot(series, path, "labeled subjects", cfg.name, band_alpha=0.12)

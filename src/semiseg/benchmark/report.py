@@ -104,26 +104,31 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
 
 def write_plot(cfg: BenchmarkConfig, rows: list[dict[str, Any]], path: Path) -> None:
     """Mean Dice against the labeled count, one line per run, its 95% bootstrap interval as a band."""
+    series: dict[str, list[tuple[float, float, float, float]]] = {}
+    for name in cfg.runs:
+        for lab in sorted(cfg.labeled):
+            rs = [r for r in rows if r["run"] == name and r["labeled"] == lab and r.get("postprocess", "none") == cfg.postprocess[0]]
+            if rs:
+                series.setdefault(name, []).append((float(lab), float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
+    curve_plot(series, path, "labeled (split.labeled)", cfg.name)
+
+
+def curve_plot(series: dict[str, list[tuple[float, float, float, float]]], path: Path, xlabel: str, title: str,
+               band_alpha: float = 0.2) -> None:
+    """Test mean Dice curves: per name, points (x, mean, interval low, interval high), the interval as a band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in cfg.runs:
-        pts = []
-        for lab in sorted(cfg.labeled):
-            rs = [r for r in rows if r["run"] == name and r["labeled"] == lab and r.get("postprocess", "none") == cfg.postprocess[0]]
-            if rs:
-                pts.append((float(lab), float(np.mean([r["dice_mean"] for r in rs])), *dice_interval(rs)))
-        if not pts:
-            continue
+    for name, pts in series.items():
         x, y, lo, hi = (np.array(v) for v in zip(*pts))
         (line,) = ax.plot(x, y, marker="o", label=name)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("labeled (split.labeled)")
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=band_alpha)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test mean Dice")
-    ax.set_title(cfg.name)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
