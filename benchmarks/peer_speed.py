@@ -18,9 +18,10 @@ Each row runs the peer and semiseg alternately ``--repeats`` times. Seconds per 
 log lines of two steps divided by the steps between them, from the first logged step after a warm-up of 5 (the
 peer logs every iteration; semiseg, with ``train.log_every=1``, a progress line every 10 steps) to the last one
 before anything else runs, so start-up and validation are excluded on both sides and data loading (and
-everything else each loop does per step) is included; the median over the repeats. The share of the fp32 matmul peak: floating-point operations of one mean-teacher step of the row's
+everything else each loop does per step) is included; the median over the repeats. The share of the fp32 GEMM peak: floating-point operations of one mean-teacher step of the row's
 network and batch (``torch.utils.flop_counter``; forward and backward of the student, forward of the teacher),
-divided by the step time and by the rate of a 2048^3 fp32 matmul measured in the same run at the same threads.
+divided by the step time and by the best rate of a 2048^3 fp32 GEMM measured in the same run at the same threads
+(``torch.mm`` through MKL, or the same GEMM as a 1x1 convolution through oneDNN).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _mean_step(times: dict[int, datetime], before: int | None = None) -> float:
     return (d + 86400 if d < 0 else d) / (b - a)  # past midnight (the peer logs the time of day only)
 
 
-# ------------------------------------------------------------------ FLOPs and the matmul peak (this process)
+# ------------------------------------------------------------------ FLOPs and the GEMM peak (this process)
 def step_flops(row: Row) -> float:
     """Floating-point operations of one semiseg mean-teacher step (student forward + backward, teacher forward)."""
     import torch
@@ -208,15 +209,23 @@ def step_flops(row: Row) -> float:
     return float(fc.get_total_flops())
 
 
-def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an ``n``^3 fp32 matmul at ``threads`` threads (the best of ``repeats``)."""
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of fp32 GEMMs at ``threads`` threads (the best of ``repeats``): ``mkl``, an ``n``^3 ``torch.mm``
+    (MKL); ``onednn``, the same GEMM as a 1x1 convolution (oneDNN, the library torch's CPU convolutions use; MKL
+    takes a slower path on some AMD processors); ``peak``, the higher of the two."""
     import torch
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    mkl = 2 * n**3 / min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats)) / 1e9
+    h, w_ = 32, n // 32  # n pixels x n channels -> n channels: an n x n x n GEMM
+    x = torch.randn(1, n, h, w_).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, w)
+        onednn = 2 * n**3 / min(_timed(lambda: torch.nn.functional.conv2d(x, w)) for _ in range(repeats)) / 1e9
+    return {"mkl": mkl, "onednn": onednn, "peak": max(mkl, onednn)}
 
 
 def _timed(fn) -> float:
@@ -261,7 +270,8 @@ def main() -> None:
             flops = step_flops(row)
             results.append({"row": row.name, "peer_s": statistics.median(peer_t), "semiseg_s": statistics.median(ours_t),
                             "peer_all": peer_t, "semiseg_all": ours_t, "gflop_per_step": flops / 1e9})
-        peak = statistics.median(peaks)
+        peak = statistics.median(p["peak"] for p in peaks)
+        rates = {k: statistics.median(p[k] for p in peaks) for k in ("mkl", "onednn")}
     for r in results:
         r["ratio"] = r["peer_s"] / r["semiseg_s"]
         r["semiseg_share"] = r["gflop_per_step"] / r["semiseg_s"] / peak
@@ -277,11 +287,12 @@ def main() -> None:
           f"Command: `{cmd}`", "",
           f"This machine: {os.cpu_count()} CPU cores, {a.threads} threads per run, nothing else running. semiseg: torch "
           f"{torch.__version__}; the peer: torch {peer_torch} (its scripts need torchvision, which does not install beside "
-          f"the CPU build semiseg pins). fp32 matmul peak (2048^3, {a.threads} threads, median over the run): "
-          f"{peak:.1f} GFLOP/s. Median seconds per step over {a.repeats} alternating runs each; steps after the first "
+          f"the CPU build semiseg pins). fp32 GEMM peak (2048^3 at {a.threads} threads, median over the run): "
+          f"{peak:.1f} GFLOP/s, the higher of torch.mm through MKL ({rates['mkl']:.1f}) and the same GEMM as a 1x1 "
+          f"convolution through oneDNN ({rates['onednn']:.1f}), the library of torch's CPU convolutions. Median seconds per step over {a.repeats} alternating runs each; steps after the first "
           f"{WARMUP}, data loading included, start-up and validation excluded (see the script's docstring for what its "
           "runner changes to run the peer's scripts on a CPU: nothing in their training code).", "",
-          "| setting | SSL4MIS s/step | semiseg s/step | ratio | GFLOP/step | semiseg share of matmul peak | SSL4MIS share |",
+          "| setting | SSL4MIS s/step | semiseg s/step | ratio | GFLOP/step | semiseg share of GEMM peak | SSL4MIS share |",
           "|---|---|---|---|---|---|---|"]
     for r in results:
         md.append(f"| {r['row']} | {r['peer_s']:.3f} | {r['semiseg_s']:.3f} | {r['ratio']:.2f}x | {r['gflop_per_step']:.1f} | "
@@ -290,7 +301,7 @@ def main() -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text("\n".join(md) + "\n")
-        a.out.with_suffix(".json").write_text(json.dumps({"peak_gflops": peak, "threads": a.threads, "rows": results,
+        a.out.with_suffix(".json").write_text(json.dumps({"peak_gflops": peak, "gemm_rates": rates, "threads": a.threads, "rows": results,
                                                           "torch": torch.__version__, "peer_torch": peer_torch}, indent=1))
 
 

@@ -91,13 +91,19 @@ def test_evaluate_png_with_threshold(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_trains_three_rows_and_writes_report(msd_dataset, tmp_path):
+def test_demo_trains_its_rows_and_says_which_beat_the_control(msd_dataset, tmp_path):
     from semiseg.demo import DEMO_RUNS, run_demo
     from tests.conftest import tiny_overrides
 
     out = tmp_path / "demo"
-    res = run_demo(out, tiny_overrides(msd_dataset) + ["train.iterations=2", "train.val_every=2"], say=lambda s: None)
-    assert [r["run"] for r in res["rows"]] == list(DEMO_RUNS) == ["lower_bound", "roam", "upper_bound"]
+    said = []
+    res = run_demo(out, tiny_overrides(msd_dataset) + ["train.iterations=2", "train.val_every=2"], say=said.append)
+    assert [r["run"] for r in res["rows"]] == list(DEMO_RUNS) == ["lower_bound", "lower_bound_continued", "roam", "bcp",
+                                                                  "upper_bound"]
+    report = (out / "report.md").read_text()
+    for name in ("roam", "bcp"):  # a plain verdict against the control, in the report and on the console
+        line = next(s for s in said if s.startswith(f"{name} "))
+        assert ("beats the control" in line or "does NOT beat the control" in line) and line in report
     for f in ("report.md", "results.csv", "boxplot.png", "overlays.png"):
         assert (out / f).is_file(), f
     import yaml
@@ -180,3 +186,18 @@ def test_exported_model_gives_the_same_prediction(tmp_path, capsys, dims):
     image = np.random.default_rng(0).normal(size=(1, 12, 32, 32)).astype(np.float32)
     args = (image, dims, model.cfg.data.patch_size, model.cfg.eval)
     torch.testing.assert_close(predict_probabilities(exported, *args), predict_probabilities(model.network, *args))
+
+
+def test_control_verdicts_compare_test_dice_per_case():
+    from types import SimpleNamespace
+
+    from semiseg.demo import control_verdicts
+
+    def res(dices):
+        rows = [{"case": f"c{i}", "class": cls, "dice": d} for i, pair in enumerate(dices) for cls, d in zip(("a", "b"), pair)]
+        return {"rows": rows, "model": SimpleNamespace(info=SimpleNamespace(class_names=["background", "a", "b"]))}
+
+    results = {"ctl": res([(0.5, 0.5), (0.6, 0.6)]), "good": res([(0.7, 0.5), (0.5, 0.6)]), "bad": res([(0.4, 0.4), (0.6, 0.6)])}
+    good, bad = control_verdicts(results, "ctl", ("good", "bad"))
+    assert good == "good beats the control (ctl): mean Dice +0.0250, better on 1 of 2 test cases"
+    assert bad == "bad does NOT beat the control (ctl): mean Dice -0.0500, better on 0 of 2 test cases"

@@ -252,10 +252,12 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
         t0 = time.time()
         with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
             # the shared start of each seed first (two chains must not train it at once), then the chains
-            starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items() if any(c[0] == s for c in pending)}
+            # (only where a chain still needs the start run's weights: for its first advice, or to train round 1)
+            starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items()
+                      if any(c[0] == s and not _round_done(c[2][1], weights_needed=False) for c in pending)}
             running: dict[Future, Any] = {pool.submit(_ensure, r0): ("start", s) for s, r0 in starts.items()}
             waiting = list(pending)
-            ready: set[int] = set()
+            ready: set[int] = {s for s in plans if s not in starts}
             while running or waiting:
                 for c in list(waiting):
                     if len(running) >= cfg.jobs:

@@ -71,6 +71,36 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+PROFILE_GROUPS = (("data", ("data",)), ("forward passes", ("forward ",)), ("losses, mixing", ("training step",)),
+                  ("backward + step", ("backward",)), ("EMA", ("after step",)), ("weight check", ("non-finite",)),
+                  ("validation", ("validation",)), ("checkpoints", ("checkpoints",)), ("loop", ("loop",)))
+
+
+def profile_table(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
+    """Where each run's time went (its ``profile.csv``, first labeled count and seed it has): the share of the
+    training loop per phase group, milliseconds per step, and the test evaluation's seconds."""
+    from semiseg.evaluation.scoring import read_csv
+
+    head = ["run", "ms / step"] + [g for g, _ in PROFILE_GROUPS] + ["test evaluation"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    seen = set()
+    for r in sorted(rows, key=lambda r: (list(cfg.runs).index(r["run"]) if r["run"] in cfg.runs else 99, r["labeled"], r["seed"])):
+        path = Path(r["_run_dir"]) / "profile.csv" if r.get("_run_dir") else None
+        if r["run"] in seen or path is None or not path.is_file():
+            continue
+        seen.add(r["run"])
+        phases = read_csv(path)
+        total_ms = sum(float(p["ms_per_step"]) for p in phases)
+        cells = [f"{r['run']} ({r['labeled']} labeled)", f"{total_ms:.0f}"]
+        for _, prefixes in PROFILE_GROUPS:
+            share = sum(float(p["share"]) for p in phases if str(p["phase"]).startswith(prefixes))
+            cells.append(f"{100 * share:.0f}%" if share else "-")
+        ev = r.get("eval_s", float("nan"))
+        cells.append("-" if math.isnan(ev) else f"{ev:.0f} s")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) if seen else ""
+
+
 def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str,
                   trained_now: bool = True) -> None:
     total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)  # table entries per post-processing choice
@@ -99,6 +129,13 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
           "HD95/ASD in mm (the data's spacing); '(vox)' columns in voxels. Peak RSS: the training process's peak resident memory.", "",
           *([f"![Dice against labeled count]({cfg.results}.png)", ""] if rows and len(cfg.labeled) > 1 else []),
           markdown_results(cfg, rows)]
+    prof = profile_table(cfg, rows)
+    if prof:
+        md += ["", "### Where the time goes", "",
+               "Share of each run's training loop per phase (its `profile.csv`, written by the engine; forward passes "
+               "of a method's networks through their `forward`, other work of the training step under 'losses, "
+               "mixing'), milliseconds per training step (validation and checkpoints spread over the steps) and the "
+               "test evaluation's wall time (sliding windows and metrics).", "", prof]
     (out / f"{cfg.results}.md").write_text("\n".join(md) + "\n")
 
 

@@ -43,7 +43,8 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
                 timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
                 row.update(labeled=lab, seed=seed, postprocess=pp, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
                            peak_rss_gib=float(timing.get("peak_rss_gib", float("nan"))),
-                           commit=env.get("git") or "", device=trained_on(env),
+                           commit=env.get("git") or "", device=trained_on(env), eval_s=float(timing.get("eval_s", float("nan"))),
+                           _run_dir=j.run_dir,
                            _cases=case_mean_dice(j.run_dir / folder / "scores.csv", classes))
                 rows.append(row)
     return rows

@@ -196,12 +196,15 @@ class TrainConfig(_Strict):
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: ``auto`` shows it when stderr is a terminal (YAML's true/false also accepted)."""
 
-    @field_validator("progress", mode="before")
+    @field_validator("progress", "profile", mode="before")
     @classmethod
     def _progress_bool(cls, v: object) -> object:
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     threads: int | None = Field(None, ge=1)
     """torch intra-op threads (None: torch's default)."""
+    profile: Literal["auto", "on", "off"] = "auto"
+    """Wall time per phase of the loop (data, forward per network, losses, backward, EMA, validation, checkpoints)
+    written to ``profile.csv``; ``auto``: on the CPU only (on CUDA each phase boundary synchronises the device)."""
     early_stop_patience: int | None = Field(None, ge=1)
     """Stop when this many validations in a row bring no better selection score (None: train every iteration)."""
 

@@ -16,9 +16,9 @@ from semiseg.errors import ConfigError
 FILES = ("config.yaml", "splits.json", "environment.json", "train.log", "metrics.csv")
 MARKER = ".semiseg_run"
 """Written first into every run folder: ``--overwrite`` only ever empties folders that carry it."""
-OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json")
-OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "tensorboard")
-"""What semiseg writes into a run folder (checkpoints, their temp files, evaluations, TensorBoard logs)."""
+OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv")
+OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "advice_*", "tensorboard")
+"""What semiseg writes into a run folder (checkpoints, their temp files, evaluations, advice, TensorBoard logs)."""
 
 
 def foreign_entries(path: Path) -> list[str]:

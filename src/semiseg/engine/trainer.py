@@ -24,6 +24,7 @@ from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
+from semiseg.engine.phase_timer import PhaseTimer
 from semiseg.engine.checkpoint import (
     CHECKPOINT_FORMAT, load_checkpoint, non_finite_entries, resolve_checkpoint, rng_state, save_atomic, seed_everything,
     set_rng_state,
@@ -174,6 +175,10 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.method.attach_optimize(self._optimize)
+        profiling = cfg.train.profile == "on" or (cfg.train.profile == "auto" and self.device.type == "cpu")
+        self.timer = PhaseTimer(torch.cuda.synchronize if self.device.type == "cuda" else None) if profiling else None
+        if self.timer is not None:
+            self.timer.hook_forwards(self.method.member_networks())
         self.train_method = self.method
         if cfg.train.compile and self.device.type == "cuda":
             self.train_method = torch.compile(self.method)  # type: ignore[assignment]
@@ -205,13 +210,22 @@ class Trainer:
             "best_step": self.best_step,
             "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
+            "phase_seconds": self.timer.state_dict() if self.timer is not None else None,
             "rng": rng_state(),
             "config": self.cfg.model_dump(mode="json"),
             "dataset": {"num_classes": self.info.num_classes, "in_channels": self.info.in_channels,
                         "class_names": self.info.class_names, "regions": self.info.regions},
         }
 
+    def _phase(self, name: str, forwards: bool = False) -> contextlib.AbstractContextManager:
+        """A profiled phase of the loop (see :mod:`semiseg.engine.phase_timer`); nothing when not profiling."""
+        return self.timer.phase(name, forwards) if self.timer is not None else contextlib.nullcontext()
+
     def save(self, kind: str) -> Path:
+        with self._phase("checkpoints"):
+            return self._save(kind)
+
+    def _save(self, kind: str) -> Path:
         path = self.run_dir / f"checkpoint_{kind}.pt"
         bad = non_finite_entries(self.method.state_dict())
         if bad:  # never write a model that cannot predict (guarded after every step; this is the last line)
@@ -223,7 +237,8 @@ class Trainer:
     def _check_weights(self) -> None:
         """After an optimizer step: every parameter and buffer must be finite (a finite loss can still blow up
         batch-norm statistics), else the run stops before anything is saved."""
-        bad = non_finite_entries(self.method.state_dict())
+        with self._phase("non-finite weight check"):
+            bad = non_finite_entries(self.method.state_dict())
         if any_rank(bool(bad), self.device):
             last = self.run_dir / "checkpoint_latest.pt"
             where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
@@ -243,6 +258,8 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_metric, self.best_step = ckpt["step"], ckpt["best_metric"], ckpt["best_step"]
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        if self.timer is not None and ckpt.get("phase_seconds"):
+            self.timer.load_state_dict(ckpt["phase_seconds"])
         self.stopped_early = bool(ckpt.get("stopped_early", False))
         set_rng_state(ckpt["rng"])
         self.logger.info(f"resumed from {path} at step {self.step}")
@@ -289,12 +306,13 @@ class Trainer:
         if any_rank(not bool(torch.isfinite(loss.detach()).all()), self.device):
             raise NonFiniteLoss([f"loss passed to optimizer '{name}'"])
         opt = self.optimizers[name]
-        self.scaler.scale(loss).backward()
-        average_gradients(p for g in opt.param_groups for p in g["params"])
-        self._clip_and_step(opt)
-        self.scaler.update()
-        opt.zero_grad(set_to_none=True)
-        self._check_weights()
+        with self._phase("backward + optimizer step"):
+            self.scaler.scale(loss).backward()
+            average_gradients(p for g in opt.param_groups for p in g["params"])
+            self._clip_and_step(opt)
+            self.scaler.update()
+            opt.zero_grad(set_to_none=True)
+            self._check_weights()
 
     def _clip_and_step(self, opt: torch.optim.Optimizer) -> None:
         """Unscale and clip (when ``optim.grad_clip``) then step one optimizer through the AMP scaler."""
@@ -312,7 +330,7 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else contextlib.nullcontext()
         self.method.train()
         try:
-            with autocast:
+            with autocast, self._phase("training step (losses, mixing, perturbation)", forwards=True):
                 out = self.train_method.training_step(labeled, unlabeled, self.step)
             if "loss" not in out:
                 raise RuntimeError(f"method '{self.cfg.method.name}' returned no 'loss' entry")
@@ -321,13 +339,14 @@ class Trainer:
                 raise NonFiniteLoss(bad or ["a loss term on another rank"])
             if not self.method.manual_optimization:
                 loss = out["loss"]
-                self.scaler.scale(loss).backward()
-                average_gradients(p for o in self.optimizers.values() for g in o.param_groups for p in g["params"])
-                for opt in self.optimizers.values():
-                    self._clip_and_step(opt)
-                self.scaler.update()
-                self._zero_all()
-                self._check_weights()
+                with self._phase("backward + optimizer step"):
+                    self.scaler.scale(loss).backward()
+                    average_gradients(p for o in self.optimizers.values() for g in o.param_groups for p in g["params"])
+                    for opt in self.optimizers.values():
+                        self._clip_and_step(opt)
+                    self.scaler.update()
+                    self._zero_all()
+                    self._check_weights()
         except NonFiniteLoss as exc:
             self._zero_all()
             self.bad_steps += 1
@@ -338,11 +357,16 @@ class Trainer:
                 ) from None
             return None
         self.bad_steps = 0
-        self.method.on_after_step(self.step)
+        with self._phase("after step (EMA updates)"):
+            self.method.on_after_step(self.step)
         return {k: float(torch.as_tensor(v).detach().float().mean()) for k, v in out.items()}
 
     # --------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
+        with self._phase("validation"):
+            return self._validate()
+
+    def _validate(self) -> dict[str, float]:
         net = self.method.inference_network()
         rows: list[dict[str, Any]] = []
         losses: list[float] = []
@@ -398,8 +422,21 @@ class Trainer:
         self.save("final")
         if is_main_process():
             write_progress_plot(self.csv_path, self.run_dir / "progress.png")
+            self._write_profile()
         self.logger.info(f"done: {describe_best(self._result())}; run folder {self.run_dir}")
         return self._result()
+
+    def _write_profile(self) -> None:
+        """``profile.csv``: where the loop's time went, per phase (summed over resumes)."""
+        if self.timer is None:
+            return
+        from semiseg.evaluation.scoring import write_csv
+
+        # steps timed: a run resumed from a checkpoint written before profiling existed counts from there on
+        rows = self.timer.rows(self.timer.calls.get("data (sampling, augmentation, to device)", self.step))
+        write_csv(rows, self.run_dir / "profile.csv")
+        top = ", ".join(f"{r['phase']} {100 * r['share']:.0f}%" for r in rows[:4])
+        self.logger.info(f"where the time went ({self.run_dir / 'profile.csv'}): {top}")
 
     def _result(self) -> dict[str, Any]:
         return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step,
@@ -413,29 +450,37 @@ class Trainer:
         # without a progress bar: a progress line every min(val_every, 10 log_every) steps, a multiple of log_every
         progress_every = cfg.train.log_every * max(1, min(cfg.train.val_every, 10 * cfg.train.log_every) // cfg.train.log_every)
         tick = t0
-        for labeled, unlabeled in loader:
-            terms = self._train_step(self._to_device(labeled), self._to_device(unlabeled))  # type: ignore[arg-type]
-            for sch in self.schedulers.values():
-                sch.step()
-            self.step += 1
-            if terms is not None:
-                for k, v in terms.items():
-                    running.setdefault(k, []).append(v)
-            if bar is not None:
-                bar.update(1)
+        batches = iter(loader)
+        while True:
+            with self._phase("data (sampling, augmentation, to device)"):
+                try:
+                    labeled, unlabeled = next(batches)
+                except StopIteration:
+                    break
+                labeled, unlabeled = self._to_device(labeled), self._to_device(unlabeled)
+            terms = self._train_step(labeled, unlabeled)  # type: ignore[arg-type]
+            with self._phase("loop (schedules, logging)"):
+                for sch in self.schedulers.values():
+                    sch.step()
+                self.step += 1
                 if terms is not None:
-                    bar.set_postfix(loss=f"{terms['loss']:.4f}")
-            if self.step % cfg.train.log_every == 0 or self.step == total:
-                avg = {k: float(np.mean(v)) for k, v in running.items()}
-                avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
-                self._log_scalars(self.step, "train", avg)
-                running = {}
-                if bar is None and self.step % progress_every == 0 and is_main_process():
-                    # no progress bar (not a terminal: nohup, a scheduler): a progress line at a fixed interval
-                    rate = (self.step - s0) / max(time.time() - t0, 1e-6)
-                    eta = (total - self.step) / max(rate, 1e-9)
-                    self.logger.info(f"step {self.step}/{total}  loss {avg.get('loss', float('nan')):.4f}  "
-                                     f"({rate:.2f} it/s, ETA {eta / 60:.0f} min)")
+                    for k, v in terms.items():
+                        running.setdefault(k, []).append(v)
+                if bar is not None:
+                    bar.update(1)
+                    if terms is not None:
+                        bar.set_postfix(loss=f"{terms['loss']:.4f}")
+                if self.step % cfg.train.log_every == 0 or self.step == total:
+                    avg = {k: float(np.mean(v)) for k, v in running.items()}
+                    avg["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                    self._log_scalars(self.step, "train", avg)
+                    running = {}
+                    if bar is None and self.step % progress_every == 0 and is_main_process():
+                        # no progress bar (not a terminal: nohup, a scheduler): a progress line at a fixed interval
+                        rate = (self.step - s0) / max(time.time() - t0, 1e-6)
+                        eta = (total - self.step) / max(rate, 1e-9)
+                        self.logger.info(f"step {self.step}/{total}  loss {avg.get('loss', float('nan')):.4f}  "
+                                         f"({rate:.2f} it/s, ETA {eta / 60:.0f} min)")
             if (self.step % cfg.train.val_every == 0 or self.step == total) and is_main_process() and self.val_cases:
                 val = self.validate()
                 self._log_scalars(self.step, "val", val)
