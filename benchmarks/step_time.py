@@ -2,6 +2,7 @@
 
     python benchmarks/step_time.py                 # this machine's device (CUDA if present, else CPU)
     python benchmarks/step_time.py --out docs/benchmarks/step_time_h100.md
+    python benchmarks/step_time.py --all --out docs/benchmarks/step_time_cpu.md   # every preset, patch and batch sweeps
 
 The step mirrors the engine's (``Trainer._train_step``): channels-last tensors, bf16 autocast on CUDA
 (fp32 on the CPU), the method's ``training_step``, backward, the optimizer step, ``on_after_step``.
@@ -37,6 +38,7 @@ class Spec(NamedTuple):
     labeled: int
     unlabeled: int
     gpu_only: bool = False  # paper scale
+    params: dict | None = None  # the method's params (a preset's); None: the method's defaults
 
 
 SPECS = [
@@ -46,18 +48,40 @@ SPECS = [
          {"growth_rate": 8, "first_channels": 24, "down_layers": [2, 3, 4, 5], "bottleneck_layers": 6}, 2, 128, 2, 6),
     Spec("3D V-Net 16, supervised", "supervised", "vnet", {"n_filters": 16}, 3, 64, 4, 0),
     Spec("3D V-Net 16, mean teacher", "mean_teacher", "vnet", {"n_filters": 16}, 3, 64, 2, 2),
-    # the LA CPU protocol (benchmarks/la_cpu.yaml): V-Net 8 at 1.25 mm, 64x64x32 crops, 2 + 2
-    Spec("LA CPU: V-Net 8, supervised", "supervised", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 0),
-    Spec("LA CPU: V-Net 8, mean teacher", "mean_teacher", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
-    Spec("LA CPU: V-Net 8, ua_mt", "ua_mt", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
-    Spec("LA CPU: V-Net 8, hybrid_colearning", "hybrid_colearning", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
-    Spec("LA CPU: V-Net 8, voxel_adversarial", "voxel_adversarial", "vnet", {"n_filters": 8, "dropout": 0.5}, 3, (64, 64, 32), 2, 2),
     # the papers' LA setting (la3d_* presets): V-Net 16, 112x112x80 crops, 2 + 2
     Spec("LA paper: V-Net 16, hybrid_colearning", "hybrid_colearning", "vnet", {"n_filters": 16, "dropout": 0.5}, 3, (112, 112, 80), 2, 2),
     Spec("LA paper: V-Net 16, voxel_adversarial", "voxel_adversarial", "vnet", {"n_filters": 16, "dropout": 0.5}, 3, (112, 112, 80), 2, 2),
     Spec("FC-DenseNet103, supervised (EquiReg baseline)", "supervised", "fc_densenet103", {}, 2, 224, 8, 0, True),
     Spec("FC-DenseNet103, equireg (paper: 2 + 6)", "equireg", "fc_densenet103", {}, 2, 224, 2, 6, True),
 ]
+
+
+def preset_specs() -> list[Spec]:
+    """Every method as its presets configure it: the ACDC CPU protocol (``acdc2d_*``: 2D at 128x128, the preset's
+    network and batch) and the LA CPU protocol (``la3d_*`` with V-Net 8, 64x64x32 crops, 2 + 2), and how a
+    3D step grows with the patch (V-Net 16 mean teacher, 48^3 to the papers' 112x112x80) and with the batch."""
+    from semiseg.config import list_presets, load_config
+
+    out = []
+    for preset in list_presets():
+        kind = "ACDC CPU" if preset.startswith("acdc2d_") else "LA CPU" if preset.startswith("la3d_") else None
+        if kind is None or preset.endswith("_base"):
+            continue
+        overrides = ["data.patch_size=[128,128]"] if kind == "ACDC CPU" else [
+            "data.patch_size=[64,64,32]", "network.kwargs={n_filters: 8, dropout: 0.5}", "train.batch_size=2",
+            "train.unlabeled_batch_size=2"]
+        cfg = load_config(preset, overrides)
+        unl = cfg.train.unlabeled_batch_size if cfg.split.unlabeled == "rest" and cfg.method.name != "supervised" else 0
+        patch = 128 if kind == "ACDC CPU" else (64, 64, 32)
+        out.append(Spec(f"{kind}: {preset}", cfg.method.name, cfg.network.name, dict(cfg.network.kwargs), cfg.data.spatial_dims,
+                        patch, cfg.train.batch_size, unl, params=dict(cfg.method.params)))
+    vnet16 = {"n_filters": 16, "dropout": 0.5}
+    for patch in [(48, 48, 48), (64, 64, 64), (80, 80, 80), (96, 96, 96), (112, 112, 80)]:
+        out.append(Spec(f"patch sweep: V-Net 16, mean teacher, {'x'.join(map(str, patch))}", "mean_teacher", "vnet", vnet16, 3,
+                        patch, 2, 2))
+    for b in (1, 4):
+        out.append(Spec(f"batch sweep: V-Net 16, mean teacher, 64^3, {b} + {b}", "mean_teacher", "vnet", vnet16, 3, 64, b, b))
+    return out
 
 
 def batches(dims: int, patch: int | tuple[int, ...], n_l: int, n_u: int, classes: int, device: torch.device):
@@ -73,7 +97,7 @@ def time_step(spec: Spec, device: torch.device, warmup: int, steps: int, classes
     torch.manual_seed(0)
     ctx = MethodContext(classes, 1, spec.dims, 10_000, lambda **kw: create_network(
         spec.network, spatial_dims=spec.dims, in_channels=1, num_classes=classes, **{**spec.network_kwargs, **kw}))
-    m = create_method(spec.method, ctx, {}).to(device).to(memory_format=memory_format(spec.dims))
+    m = create_method(spec.method, ctx, spec.params or {}).to(device).to(memory_format=memory_format(spec.dims))
     m.train()
     opts = {n: torch.optim.SGD(ps, lr=1e-3, momentum=0.9) for n, ps in m.configure_optimizers().items()}
 
@@ -112,6 +136,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", type=Path, help="markdown table (a .json beside it); default: print only")
     ap.add_argument("--only", help="rows whose name contains this text")
+    ap.add_argument("--all", action="store_true", help="also every acdc2d_* and la3d_* preset, and the patch and batch "
+                                                       "sweeps of a 3D step")
     a = ap.parse_args()
     device = resolve_device(a.device)
     if device.type == "cuda":
@@ -120,7 +146,7 @@ def main() -> None:
     else:
         name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     rows = []
-    for spec in SPECS:
+    for spec in SPECS + (preset_specs() if a.all else []):
         if (spec.gpu_only and device.type != "cuda") or (a.only and a.only not in spec.row):
             continue
         s = time_step(spec, device, a.warmup, a.steps)

@@ -192,3 +192,24 @@ def test_a_run_copied_back_without_weights_is_tabulated_not_skipped(tmp_path):
     assert not is_complete(run, weights_needed=False)  # scored mid-training by hand: not a grid result
     (run / "benchmark_time.json").write_text("{}")
     assert is_complete(run, weights_needed=False) and not is_complete(run)
+
+
+@pytest.mark.slow
+def test_every_step_time_row_takes_a_step():
+    """benchmarks/step_time.py --all: every preset's method/network pair builds and trains one step (tiny sizes)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import step_time
+
+    rows = [r for r in step_time.SPECS + step_time.preset_specs() if not r.gpu_only]
+    assert any(r.row.startswith("ACDC CPU: acdc2d_bcp") for r in rows) and any(r.row.startswith("LA CPU: la3d_ssnet") for r in rows)
+    assert any("112x112x80" in r.row for r in rows)
+    for r in rows:
+        tiny = r._replace(patch=32, network_kwargs={**r.network_kwargs, **(
+            {"n_filters": 2} if r.network.startswith("vnet") else {})})
+        if r.network.startswith("fc_densenet"):
+            continue  # FC-DenseNet's own rows run at full size in the benchmark
+        assert step_time.time_step(tiny, torch.device("cpu"), warmup=0, steps=1) > 0, r.row
