@@ -3,8 +3,8 @@
 Every signal is computed on the case's preprocessed grid (what the model sees) from softmax
 probabilities ``(K, Z, Y, X)``:
 
-- :func:`mean_entropy` -- predictive entropy normalised by log K, averaged over voxels (the
-  "entropy" query of active learning for segmentation, e.g. MONAI Label's epistemic scoring);
+- :func:`mean_entropy` -- predictive entropy normalised by log K, averaged over voxels (the classic
+  uncertainty query of active learning, averaged over the image);
 - :func:`disagreement` -- 1 - mean pairwise Dice of the label maps of two or more networks of one
   run (teacher and student, co-students), per foreground class, so that a small structure's
   disagreement is not drowned by background agreement;
