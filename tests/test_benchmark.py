@@ -213,3 +213,32 @@ def test_every_step_time_row_takes_a_step():
         if r.network.startswith("fc_densenet"):
             continue  # FC-DenseNet's own rows run at full size in the benchmark
         assert step_time.time_step(tiny, torch.device("cpu"), warmup=0, steps=1) > 0, r.row
+
+
+def _die_or_mark(job):
+    """Stands in for execute_job in the grid's worker processes: the run named 'die' kills its worker."""
+    import os
+
+    if job.run == "die":
+        os._exit(3)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    (job.run_dir / "ran.txt").write_text("ran")
+    return {"train_s": 0.0}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_runs_and_the_grid_goes_on(msd_dataset, tmp_path, monkeypatch):
+    import semiseg.benchmark.execution as execution
+    from semiseg.errors import SemisegError
+
+    monkeypatch.setattr(execution, "execute_job", _die_or_mark)  # pickled by reference: the workers import this module
+    runs = {"die": {"preset": "synthbrain2d_supervised"}, "lower_bound": {"preset": "synthbrain2d_supervised"},
+            "after": {"preset": "synthbrain2d_supervised"}}
+    path = _write(tmp_path, msd_dataset, runs, jobs=1)
+    said = []
+    with pytest.raises(SemisegError, match="a worker process died") as err:
+        run_benchmark(path, tmp_path / "grid", say=said.append)
+    cell = tmp_path / "grid" / "labeled_2" / "seed_0"
+    # the runs after the dead worker still ran, in a new pool; the message says to re-run
+    assert (cell / "lower_bound" / "ran.txt").is_file() and (cell / "after" / "ran.txt").is_file()
+    assert "re-run the same command" in str(err.value) and any("FAILED" in s and "die" in s for s in said)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
@@ -125,7 +126,12 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     failed: dict[Path, str] = {}
     running: dict[Future, Job] = {}
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1)
+
+    pool = new_pool()
+    try:
         while pending or running:
             for j in list(pending):
                 if len(running) >= cfg.jobs:
@@ -142,14 +148,28 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            broken = False
             for f in finished:
                 j = running.pop(f)
                 try:
                     t = f.result()
                     say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {t['train_s']:.0f} s)")
+                except BrokenProcessPool:  # a worker was killed (by a user, or for memory): the pool is gone
+                    broken = True
+                    failed[j.run_dir] = "a worker process died (killed, or out of memory)"
+                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {failed[j.run_dir]}")
                 except Exception as exc:  # a failed run does not stop the runs that do not need it
                     failed[j.run_dir] = f"{type(exc).__name__}: {exc}"
                     say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {exc}")
+            if broken:  # the pool stopped every run it held; the others go on in a new one
+                for j in running.values():
+                    failed[j.run_dir] = "stopped when a worker process died"
+                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {failed[j.run_dir]}")
+                running.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown()
     for j in pending:
         failed.setdefault(j.run_dir, "not started")
     rows = collect_results(cfg, todo)
