@@ -41,9 +41,11 @@ SEMI_SUPERVISED = ("roam", "bcp")
 def control_verdicts(results: dict[str, Any], control: str = CONTROL, rows: tuple[str, ...] = SEMI_SUPERVISED) -> list[str]:
     """One plain sentence per semi-supervised row: does its test mean Dice beat the control's (same start, same
     extra iterations, no unlabeled data), by how much, and on how many test cases."""
+    from semiseg.benchmark.results import case_means
+
     def per_case(name: str) -> dict[str, float]:
         res = results[name]
-        return _case_means(res["rows"], res["model"].info.class_names[1:])
+        return case_means(res["rows"], res["model"].info.class_names[1:])
 
     ctl = per_case(control)
     out = []
@@ -57,14 +59,6 @@ def control_verdicts(results: dict[str, Any], control: str = CONTROL, rows: tupl
         verdict = "beats" if d > 0 else "does NOT beat"
         out.append(f"{name} {verdict} the control ({control}): mean Dice {d:+.4f}, better on {wins} of {len(cases)} test cases")
     return out
-
-
-def _case_means(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, float]:
-    per: dict[str, list[float]] = {}
-    for r in rows:
-        if r["class"] in classes:
-            per.setdefault(str(r["case"]), []).append(float(r["dice"]))
-    return {c: float(np.mean(v)) for c, v in per.items()}
 
 
 def run_demo(out: Path, overrides: list[str] | None = None, say: Any = print) -> dict[str, Any]:

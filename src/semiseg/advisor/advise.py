@@ -13,7 +13,6 @@ Writes ``advice.csv`` (rank, subject, its cases, score and every signal computed
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ import numpy as np
 import torch
 
 from semiseg.advisor.selection import SIGNALS, STRATEGIES, diverse_order, random_scores, rank_by_score
-from semiseg.advisor.signals import (case_embedding, disagreement, foreground_fraction, mean_entropy, predict_under,
-                                     predictor, tta_transforms, tta_variance)
+from semiseg.advisor.signals import (case_embedding, disagreement, foreground_fraction, predict_under, predictor,
+                                     tta_transforms, tta_variance, voxel_entropy)
 from semiseg.data.case import Case
 from semiseg.data.preprocessing import preprocess_case
 from semiseg.errors import ConfigError
@@ -63,7 +62,7 @@ def member_networks(model: LoadedModel) -> dict[str, SegmentationNetwork]:
 
 
 def run_candidates(run_dir: Path, model: LoadedModel) -> tuple[list[str], dict[str, str], Callable[[str], Case], list[str]]:
-    """The run's unlabeled cases: (ids, case -> subject, loader, the run's labeled ids)."""
+    """The run's unlabeled cases: (ids, case -> subject, a loader of any case of the dataset, the run's labeled ids)."""
     from semiseg.data.layout import open_layout
     from semiseg.data.splits import Splits
 
@@ -115,19 +114,19 @@ def case_signals(model: LoadedModel, case: Case, want: set[str], members: dict[s
     predict = predictor(dims, cfg.data.patch_size, cfg.eval, cfg.data.slice_axis, device, cfg.train.channels_last,
                         cfg.data.slice_mode)
     probs = predict(model.network, case.image)
-    k = probs.shape[0]
-    voxel_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(0) / math.log(k)
-    out = {"entropy": mean_entropy(probs), "foreground": foreground_fraction(probs)}
+    entropy_map = voxel_entropy(probs)
+    out = {"entropy": float(entropy_map.mean()), "foreground": foreground_fraction(probs)}
     if "disagreement" in want:
         out.update(disagreement([predict(n, case.image) for n in members.values()]))
     if "tta" in want:
-        out["tta"] = tta_variance(predict_under(model.network, case.image, tta_transforms(dims, cfg.data.slice_axis), predict))
+        _identity, *others = tta_transforms(dims, cfg.data.slice_axis)  # the identity's prediction is ``probs``
+        out["tta"] = tta_variance([probs] + predict_under(model.network, case.image, others, predict))
     emb = None
     if "embedding" in want:
         emb = case_embedding(model.network, case.image, dims, cfg.data.patch_size, cfg.data.slice_axis, device,
                              cfg.train.channels_last)
-    z = int(voxel_entropy.flatten(1).mean(1).argmax())  # the slice (along Z) where the model is least certain
-    arrays = {"image": case.image[0, z], "prediction": probs[:, z].argmax(0).numpy(), "entropy": voxel_entropy[z].numpy(),
+    z = int(entropy_map.flatten(1).mean(1).argmax())  # the slice (along Z) where the model is least certain
+    arrays = {"image": case.image[0, z], "prediction": probs[:, z].argmax(0).numpy(), "entropy": entropy_map[z].numpy(),
               "slice": np.array(z)}
     return out, emb, arrays
 
@@ -165,9 +164,8 @@ def advise(run_dir: Path, strategy: str = "entropy", k: int = 5, unlabeled: Path
     else:
         ids, subjects, load = folder_candidates(Path(unlabeled), model)
     covered = None
-    if strategy == "diverse" and unlabeled is None and labeled:
-        _, _, load_labeled, _ = run_candidates(run_dir, model)
-        covered = np.stack([case_embedding(model.network, preprocess_case(load_labeled(c), model.cfg.data.preprocessing).image,
+    if strategy == "diverse" and unlabeled is None and labeled:  # the run's loader reads its labeled cases too
+        covered = np.stack([case_embedding(model.network, preprocess_case(load(c), model.cfg.data.preprocessing).image,
                                            model.cfg.data.spatial_dims, model.cfg.data.patch_size, model.cfg.data.slice_axis,
                                            device, model.cfg.train.channels_last) for c in labeled])
     ranked, thumbs = score_and_rank(model, ids, subjects, load, strategy, base, members, device, seed, covered, say)

@@ -32,11 +32,14 @@ Transform = tuple[str, Callable[[np.ndarray], np.ndarray], Callable[[torch.Tenso
 """A test-time transform: name, forward on a (C, Z, Y, X) image, inverse on (K, Z, Y, X) probabilities."""
 
 
+def voxel_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """The predictive entropy -sum_k p_k log p_k / log K of each voxel of (K, ...) probabilities, in [0, 1]."""
+    return -(probs * probs.clamp_min(1e-12).log()).sum(0) / math.log(probs.shape[0])
+
+
 def mean_entropy(probs: torch.Tensor) -> float:
-    """Mean over voxels of the predictive entropy -sum_k p_k log p_k / log K, in [0, 1]."""
-    k = probs.shape[0]
-    h = -(probs * probs.clamp_min(1e-12).log()).sum(0) / math.log(k)
-    return float(h.mean())
+    """Mean over voxels of :func:`voxel_entropy`."""
+    return float(voxel_entropy(probs).mean())
 
 
 def foreground_fraction(probs: torch.Tensor) -> float:

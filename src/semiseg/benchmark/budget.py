@@ -155,7 +155,7 @@ def _round_done(rnd: Round, weights_needed: bool) -> bool:
 
 def _ensure(rnd: Round) -> None:
     """Train (or resume) ``rnd`` and score it, after whatever it starts from; its weights exist afterwards."""
-    if (rnd.job.run_dir / "checkpoint_final.pt").is_file() and is_complete(rnd.job.run_dir):
+    if is_complete(rnd.job.run_dir):  # trained (its final checkpoint) and scored
         return
     if rnd.previous is not None:
         _ensure(rnd.previous)

@@ -61,8 +61,13 @@ def case_mean_dice(scores_csv: Path, classes: list[str]) -> dict[str, float]:
     """Per test case, the mean Dice over ``classes`` (the per-case values behind the table's mean Dice)."""
     from semiseg.evaluation.scoring import read_csv
 
+    return case_means(read_csv(scores_csv), classes)
+
+
+def case_means(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, float]:
+    """Per case, the mean Dice over ``classes`` of score rows (``case``, ``class``, ``dice``)."""
     per: dict[str, list[float]] = {}
-    for r in read_csv(scores_csv):
+    for r in rows:
         if r["class"] in classes:
             per.setdefault(str(r["case"]), []).append(float(r["dice"]))
     return {c: float(np.mean(v)) for c, v in per.items()}
