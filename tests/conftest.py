@@ -103,3 +103,12 @@ def crash_then_resume(method_cls, make_cfg, run_dir: Path, monkeypatch: pytest.M
     monkeypatch.setattr(method_cls, "training_step", original)
     Trainer.resume(run_dir).fit()
     return resumed_from
+
+
+def tiny_unet_context(dims: int = 2, total: int = 100, classes: int = 3, features=(4, 8, 16)):
+    """A MethodContext whose networks are tiny U-Nets (method unit tests on hand-made tensors)."""
+    from semiseg.methods import MethodContext
+    from semiseg.networks import create_network
+
+    return MethodContext(classes, 1, dims, total, lambda **kw: create_network(
+        "unet", spatial_dims=dims, in_channels=1, num_classes=classes, features=list(features), **kw))

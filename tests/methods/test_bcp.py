@@ -5,17 +5,16 @@ import pytest
 import torch
 
 from semiseg.losses import cross_entropy, dice_loss
-from semiseg.methods import MethodContext, create_method
+from semiseg.methods import create_method
 from semiseg.methods.bcp import mix_loss, pseudo_labels
 from semiseg.methods.copy_paste import cuboid_mask
-from semiseg.networks import create_network
+from tests.conftest import tiny_unet_context
 
 C = 3
 
 
 def ctx(dims=2):
-    return MethodContext(C, 1, dims, 100, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                       features=[4, 8], **kw))
+    return tiny_unet_context(dims, classes=C, features=(4, 8))
 
 
 def test_mix_loss_scores_each_region_with_its_own_labels_and_weight():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from semiseg.methods import MethodContext, create_method, get_method_class, list_methods
-from semiseg.networks import create_network
+from semiseg.methods import create_method, get_method_class, list_methods
+from tests.conftest import tiny_unet_context
 
 C = 3
 
@@ -15,9 +15,7 @@ def builtin_methods() -> list[str]:
 
 
 def ctx(total=10, dims=2):
-    features = [4, 8, 16] if dims == 2 else [2, 4, 8]
-    return MethodContext(C, 1, dims, total, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                          features=features, **kw))
+    return tiny_unet_context(dims, total, classes=C, features=(4, 8, 16) if dims == 2 else (2, 4, 8))
 
 
 def batches(n_l=2, n_u=2, size=16, dims=2):

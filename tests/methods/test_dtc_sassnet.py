@@ -7,17 +7,17 @@ import pytest
 import torch
 
 from semiseg.losses import dice_loss
-from semiseg.methods import MethodContext, create_method
+from semiseg.methods import create_method
 from semiseg.methods.dtc import dual_task_consistency
 from semiseg.methods.sdf import normalized_sdf
 from semiseg.networks import create_network
+from tests.conftest import tiny_unet_context
 
 C = 3
 
 
 def ctx(dims=2, total=100):
-    return MethodContext(C, 1, dims, total, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                         features=[4, 8, 16], **kw))
+    return tiny_unet_context(dims, total, classes=C)
 
 
 def batches(size=16):

@@ -3,16 +3,15 @@
 import torch
 
 from semiseg.losses import dice_loss
-from semiseg.methods import MethodContext, create_method
+from semiseg.methods import create_method
 from semiseg.methods.mcnet import mutual_consistency
-from semiseg.networks import create_network
+from tests.conftest import tiny_unet_context
 
 C = 3
 
 
 def ctx(total=100):
-    return MethodContext(C, 1, 2, total, lambda **kw: create_network("unet", spatial_dims=2, in_channels=1, num_classes=C,
-                                                                      features=[4, 8, 16], **kw))
+    return tiny_unet_context(2, total, classes=C)
 
 
 def test_mutual_consistency_targets_by_hand():

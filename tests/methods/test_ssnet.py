@@ -5,16 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from semiseg.methods import MethodContext, create_method
+from semiseg.methods import create_method
 from semiseg.methods.ssnet import separation_loss, soft_dice_distance
-from semiseg.networks import create_network
+from tests.conftest import tiny_unet_context
 
 C = 3
 
 
 def ctx(dims=2):
-    return MethodContext(C, 1, dims, 100, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                       features=[4, 8, 16], **kw))
+    return tiny_unet_context(dims, classes=C)
 
 
 def test_adversarial_perturbation_has_the_magnitude_per_image_and_leaves_bn_statistics_alone():

@@ -3,17 +3,16 @@ stream only, and the confidence threshold."""
 
 import torch
 
-from semiseg.methods import MethodContext, create_method
+from semiseg.methods import create_method
 from semiseg.methods.unimatch import colour_jitter, cutmix_boxes, gaussian_blur
-from semiseg.networks import create_network
 from semiseg.networks.base import LayerState
+from tests.conftest import tiny_unet_context
 
 C = 3
 
 
 def ctx(dims=2):
-    return MethodContext(C, 1, dims, 100, lambda **kw: create_network("unet", spatial_dims=dims, in_channels=1, num_classes=C,
-                                                                       features=[4, 8, 16], **kw))
+    return tiny_unet_context(dims, classes=C)
 
 
 def test_jitter_and_blur_follow_their_probabilities_and_keep_constant_images_sensible():
