@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from semiseg.errors import ConfigError
 from semiseg.losses import dice_loss
 from semiseg.methods import MethodContext, create_method
 from semiseg.methods.copy_paste import cuboid_mask, mix
@@ -125,6 +126,13 @@ def test_cuboid_mask_geometry_and_mixing():
         cuboid_mask(1, (8, 8), 1.5)
 
 
+def centred_mask(monkeypatch):
+    """The INDMIX cuboid of every training step: the centred one of a 16^3 batch of 2 (no randomness)."""
+    mask = cuboid_mask(2, (16, 16, 16), 0.5, position="center")
+    monkeypatch.setattr("semiseg.methods.hybrid_colearning.cuboid_mask", lambda *a, **k: mask)
+    return mask
+
+
 def test_hybrid_colearning_loss_equals_eq18_by_hand(monkeypatch):
     torch.manual_seed(0)
     m = create_method("hybrid_colearning", ctx(), {"rampup": "none", "unlabeled_weight": 0.7, "mix_weight": 0.3})
@@ -133,8 +141,7 @@ def test_hybrid_colearning_loss_equals_eq18_by_hand(monkeypatch):
         for net in (m.student2, m.teacher):
             for q in net.parameters():
                 q.add_(0.1 * torch.randn_like(q))
-    mask = cuboid_mask(2, (16, 16, 16), 0.5, position="center")
-    monkeypatch.setattr("semiseg.methods.hybrid_colearning.cuboid_mask", lambda *a, **k: mask)
+    mask = centred_mask(monkeypatch)
     lab, unl = batches()
     got = m.training_step(lab, unl, 0)
     x_l, y_l, x_u = lab["image"], lab["label"], unl["image"]
@@ -160,6 +167,43 @@ def test_hybrid_colearning_gradients_reach_both_students_not_the_teacher():
     assert all(q.grad is not None for q in m.student1.parameters())
     assert all(q.grad is not None for q in m.student2.parameters())
     assert all(q.grad is None for q in m.teacher.parameters())
+
+
+def test_shared_start_trains_student1_alone_then_the_students_split(monkeypatch):
+    """``shared_start``: before the split step only student 1 trains (no CPS; its own Eq. 3, 7-9 and 13-17 terms)
+    and student 2 is copied from it after every step; from the split step on both train."""
+    torch.manual_seed(0)
+    m = create_method("hybrid_colearning", ctx(total=100), {"rampup": "none", "shared_start": 0.3})
+    assert m.split_step == 30
+    m.eval()
+    mask = centred_mask(monkeypatch)
+    lab, unl = batches()
+    got = m.training_step(lab, unl, 29)
+    x_l, y_l, x_u = lab["image"], lab["label"], unl["image"]
+    s1 = lambda x: torch.softmax(m.student1(x), 1)  # noqa: E731
+    t = torch.softmax(m.teacher(x_u), 1)
+    M = mask[:, None]
+    y_mix1 = F.one_hot(y_l, C).permute(0, 4, 1, 2, 3).float() * M + t * (1 - M)
+    want = dice_loss(s1(x_l), y_l) + dice_loss(s1(x_u), t.argmax(1)) + ((s1(x_l * M + x_u * (1 - M)) - y_mix1) ** 2).mean()
+    torch.testing.assert_close(got["loss"], want, rtol=1e-4, atol=1e-5)
+    assert float(got["cps"]) == 0.0 and "sup2" not in got
+    got["loss"].backward()
+    assert all(q.grad is None for q in m.student2.parameters())
+    with torch.no_grad():
+        for q in m.student1.parameters():
+            q.add_(0.01)
+    m.on_after_step(29)
+    assert all(torch.equal(a, b) for a, b in zip(m.student1.state_dict().values(), m.student2.state_dict().values()))
+    m.on_after_step(30)  # the split step: no copy
+    with torch.no_grad():
+        next(m.student1.parameters()).add_(1.0)
+    m.on_after_step(31)
+    assert not torch.equal(next(m.student1.parameters()), next(m.student2.parameters()))
+    out = m.training_step(lab, unl, 30)
+    out["loss"].backward()
+    assert "sup2" in out and all(q.grad is not None for q in m.student2.parameters())
+    with pytest.raises(ConfigError, match="shared_start must be in"):
+        create_method("hybrid_colearning", ctx(), {"shared_start": 1.0})
 
 
 # ---------------------------------------------------------------- 004: Eq. 1
