@@ -138,6 +138,28 @@ def test_table_has_bootstrap_interval_equivariance_and_plot(tmp_path):
     assert "_cases" not in (tmp_path / "results.csv").read_text()
 
 
+def test_a_run_restricted_to_some_labeled_counts_is_planned_and_tabulated_only_there(tmp_path):
+    from semiseg.benchmark import BenchmarkConfig, write_results
+
+    cfg = BenchmarkConfig(name="t", labeled=[4, 8, 16], runs={"lower": {"preset": "p"}, "base": {"preset": "p", "labeled": [8, 16]},
+                                                              "up": {"preset": "p", "once": True}})
+    assert [(j.run, j.labeled) for j in plan(cfg, tmp_path)] == [
+        ("lower", 4), ("up", 4), ("lower", 8), ("base", 8), ("up", 8), ("lower", 16), ("base", 16), ("up", 16)]
+    assert cfg.entries() == 3 + 2 + 3
+    rows = [{"run": "base", "method": "m", "labeled": 8, "seed": 0, "dice_fg": 0.5, "dice_mean": 0.5, "train_s": 1.0, "ri_dice": 0.0,
+             "bridging": 0.0,
+             "_cases": {"c": 0.5}}]
+    write_results(cfg, rows, tmp_path, "semiseg benchmark t.yaml")
+    md = (tmp_path / "results.md").read_text()
+    assert "Table entries complete: 1 of 8" in md
+    assert "| base | (pending)" not in md.split("### 8 labeled")[0]  # not planned at 4 labeled: no row there
+    for bad, msg in (({"a": {"preset": "p", "labeled": [5]}}, "not among the file's labeled counts"),
+                     ({"a": {"preset": "p", "labeled": [8]}, "b": {"preset": "p", "init_from": "a"}}, "not trained at labeled \\[4\\]"),
+                     ({"a": {"preset": "p", "labeled": [8], "once": True}}, "once per seed")):
+        with pytest.raises(ValueError, match=msg):
+            BenchmarkConfig(name="t", labeled=[4, 8], runs=bad)
+
+
 def test_vary_split_sets_the_split_seed_per_seed(tmp_path):
     from semiseg.benchmark import BenchmarkConfig
 
@@ -164,7 +186,7 @@ def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
         return
     cfg = load_benchmark(path)
     jobs = plan(cfg, tmp_path)
-    assert len(jobs) == len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)
+    assert len(jobs) == cfg.entries()
 
     for j in jobs:
         cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])

@@ -30,6 +30,8 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
             once = output / "once" / f"seed_{seed}"
             for name in _order(cfg.runs):
                 r = cfg.runs[name]
+                if lab not in cfg.counts(name):
+                    continue
                 dep = (once if cfg.runs[r.init_from].once else cell) / r.init_from if r.init_from else None
                 ov = list(cfg.overrides) + list(r.overrides) + ([] if r.once else [f"split.labeled={lab}"])
                 ov += [f"seed={seed}", f"name={name}"]

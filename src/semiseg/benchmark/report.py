@@ -50,6 +50,8 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
             for name in cfg.runs:
+                if lab not in cfg.counts(name):
+                    continue
                 rs = [r for r in sub if r["run"] == name]
                 if not rs:
                     out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
@@ -103,7 +105,7 @@ def profile_table(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
 
 def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str,
                   trained_now: bool = True) -> None:
-    total = len(cfg.labeled) * len(cfg.seeds) * len(cfg.runs)  # table entries per post-processing choice
+    total = cfg.entries()  # table entries per post-processing choice
     from semiseg import __version__
     from semiseg.engine.run_dir import git_hash
     from semiseg.evaluation.scoring import write_csv

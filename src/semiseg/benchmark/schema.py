@@ -16,6 +16,9 @@ class BenchmarkRun(_Strict):
     preset: str
     overrides: list[str] = Field(default_factory=list)
     init_from: str | None = None
+    labeled: list[int | float] | None = None
+    """Only these of the file's labeled counts (default: every one); e.g. baselines a paper reports at 8 and 16
+    labeled only."""
     once: bool = False
     """Train once per seed and show it in every labeled count's table (a run whose split does not depend on
     the labeled count, e.g. the upper bound with ``split.all_labeled=true``); lives in ``OUTPUT/once/seed_<s>/``."""
@@ -43,6 +46,15 @@ class BenchmarkConfig(_Strict):
     """Stem of the result files in the output folder (``results.md/.csv/.png``); grids that share an output
     folder, and so reuse each other's complete runs, need their own stems."""
 
+    def counts(self, run: str) -> set[int | float]:
+        """The labeled counts ``run`` is trained at (its ``labeled``, else every count of the file)."""
+        r = self.runs[run]
+        return set(self.labeled if r.labeled is None else r.labeled)
+
+    def entries(self) -> int:
+        """Table entries per post-processing choice: runs x their labeled counts x seeds."""
+        return len(self.seeds) * sum(len(self.counts(n)) for n in self.runs)
+
     @model_validator(mode="after")
     def _check(self) -> "BenchmarkConfig":
         names = set(self.runs)
@@ -52,6 +64,19 @@ class BenchmarkConfig(_Strict):
             if r.once and r.init_from is not None and not self.runs[r.init_from].once:
                 raise ValueError(f"run '{n}' is trained once per seed, so it cannot start from '{r.init_from}', "
                                  "which depends on the labeled count")
+        for n, r in self.runs.items():
+            if r.labeled is None:
+                continue
+            extra = [x for x in r.labeled if x not in self.labeled]
+            if extra:
+                raise ValueError(f"run '{n}': labeled {extra} is not among the file's labeled counts {self.labeled}")
+            if r.once:
+                raise ValueError(f"run '{n}' is trained once per seed; its labeled counts cannot be chosen")
+        for n, r in self.runs.items():
+            dep = self.runs[r.init_from] if r.init_from else None
+            if dep is not None and not dep.once and self.counts(r.init_from) < self.counts(n):  # type: ignore[arg-type]
+                raise ValueError(f"run '{n}' starts from '{r.init_from}', which is not trained at labeled "
+                                 f"{sorted(self.counts(n) - self.counts(r.init_from))}")  # type: ignore[arg-type]
         for role in ("lower", "upper"):
             v = getattr(self, role)
             if v is not None and v not in names:
