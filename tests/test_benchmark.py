@@ -264,3 +264,71 @@ def test_a_killed_worker_fails_its_runs_and_the_grid_goes_on(msd_dataset, tmp_pa
     # the runs after the dead worker still ran, in a new pool; the message says to re-run
     assert (cell / "lower_bound" / "ran.txt").is_file() and (cell / "after" / "ran.txt").is_file()
     assert "re-run the same command" in str(err.value) and any("FAILED" in s and "die" in s for s in said)
+
+
+def _die_or_return(name):
+    """A worker task for run_in_workers: 'die' kills its worker process, 'fail' raises, others return their name."""
+    import os
+
+    if name == "die":
+        os._exit(3)
+    if name == "fail":
+        raise RuntimeError("bad run")
+    return name
+
+
+@pytest.mark.slow
+def test_run_in_workers_reports_every_task_once_and_survives_a_killed_worker():
+    from semiseg.benchmark.execution import WORKER_DIED, Task, run_in_workers
+
+    todo = ["a", "die", "fail", "b"]
+    ended: dict[str, tuple] = {}
+
+    def pick(free):
+        start = [Task(n, _die_or_return, (n,)) for n in todo[:free]]
+        del todo[:free]
+        return start
+
+    run_in_workers(1, pick, lambda t, result, error: ended.setdefault(t.key, (result, error)))
+    assert ended == {"a": ("a", None), "die": (None, WORKER_DIED), "fail": (None, "RuntimeError: bad run"), "b": ("b", None)}
+
+
+def _sleep_forever(path):
+    import time
+
+    path.write_text("started")
+    time.sleep(600)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
+    """The benchmark process killed (``kill PID``): its worker ends too instead of training on unsupervised."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flag = tmp_path / "started.txt"
+    code = ("from pathlib import Path\nfrom semiseg.benchmark.execution import Task, run_in_workers\n"
+            "from tests.test_benchmark import _sleep_forever\n"
+            f"todo = [Task('x', _sleep_forever, (Path({str(flag)!r}),))]\n"
+            "run_in_workers(1, lambda free: [todo.pop()] if todo else [], lambda *a: None)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=__import__("pathlib").Path(__file__).parents[1])
+    for _ in range(300):
+        if flag.is_file():
+            break
+        time.sleep(0.1)
+    assert flag.is_file(), "the worker never started"
+    workers = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+    workers = [w for w in workers if "spawn_main" in open(f"/proc/{w}/cmdline").read()]
+    assert workers
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        if not any(os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().split()[2] != "Z" for w in workers):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"worker(s) {workers} outlived the killed grid process")

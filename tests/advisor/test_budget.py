@@ -83,3 +83,36 @@ def test_budget_file_errors(tmp_path):
     cfg = load_budget(_write(tmp_path, root))
     plans = plan_budget(cfg, tmp_path / "out")
     assert [r.labeled for r in plans[0]["entropy"]] == [2, 3, 4]
+
+
+def _start_dies_for_seed_0(rnd):
+    """Stands in for the budget's _ensure in its workers: seed 0's shared start kills its worker process."""
+    import os
+
+    if rnd.seed == 0:
+        os._exit(3)
+    rnd.job.run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _chain_marks(chain, cfg_dump):
+    chain[-1].job.run_dir.mkdir(parents=True, exist_ok=True)
+    (chain[-1].job.run_dir / "ran.txt").write_text("ran")
+    return []
+
+
+def test_a_killed_worker_fails_its_seed_and_the_other_seeds_go_on(tmp_path, monkeypatch):
+    import semiseg.benchmark.budget as budget
+    from semiseg.errors import SemisegError
+
+    monkeypatch.setattr(budget, "_ensure", _start_dies_for_seed_0)  # pickled by reference: workers import this module
+    monkeypatch.setattr(budget, "execute_chain", _chain_marks)
+    monkeypatch.setattr(budget, "collect_budget", lambda cfg, plans: [])
+    monkeypatch.setattr(budget, "write_budget_results", lambda *a, **k: None)
+    path = _write(tmp_path, _dataset(tmp_path), strategies=("random", "entropy"))
+    said = []
+    with pytest.raises(SemisegError, match="worker process died") as err:
+        run_budget(path, jobs=1, say=said.append)
+    plans = plan_budget(load_budget(path), tmp_path / "out")
+    assert all((c[-1].job.run_dir / "ran.txt").is_file() for c in plans[1].values())  # seed 1 trained in a new pool
+    assert not any((c[-1].job.run_dir / "ran.txt").exists() for c in plans[0].values())
+    assert "seed 0 random: its start failed" in str(err.value) and "re-run the same command" in str(err.value)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -35,7 +33,7 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from semiseg.benchmark.execution import RECORD_SKIP, execute_job
+from semiseg.benchmark.execution import RECORD_SKIP, Task, execute_job, run_in_workers
 from semiseg.benchmark.planning import Job, is_complete
 from semiseg.config.schema import _Strict
 from semiseg.errors import ConfigError, SemisegError, validation_summary
@@ -250,39 +248,47 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
     failed: dict[str, str] = {}
     if not report_only and pending:
         t0 = time.time()
-        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-            # the shared start of each seed first (two chains must not train it at once), then the chains
-            # (only where a chain still needs the start run's weights: for its first advice, or to train round 1)
-            starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items()
-                      if any(c[0] == s and not _round_done(c[2][1], weights_needed=False) for c in pending)}
-            running: dict[Future, Any] = {pool.submit(_ensure, r0): ("start", s) for s, r0 in starts.items()}
-            waiting = list(pending)
-            ready: set[int] = {s for s in plans if s not in starts}
-            while running or waiting:
-                for c in list(waiting):
-                    if len(running) >= cfg.jobs:
-                        break
-                    if c[0] in ready:
-                        waiting.remove(c)
-                        say(f"[{time.time() - t0:7.0f} s] start  seed {c[0]} {c[1]}")
-                        running[pool.submit(execute_chain, c[2], cfg.model_dump())] = ("chain", c)
-                if not running:
+        # the shared start of each seed first (two chains must not train it at once), then the chains
+        # (only where a chain still needs the start run's weights: for its first advice, or to train round 1)
+        starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items()
+                  if any(c[0] == s and not _round_done(c[2][1], weights_needed=False) for c in pending)}
+        waiting = list(pending)
+        ready: set[int] = {s for s in plans if s not in starts}
+
+        def label(task: Task) -> str:
+            kind, what = task.key
+            return f"seed {what} start" if kind == "start" else f"seed {what[0]} {what[1]}"
+
+        def pick(free: int) -> list[Task]:
+            start = [Task(("start", s), _ensure, (r0,)) for s, r0 in list(starts.items())[:free]]
+            for t in start:
+                del starts[t.key[1]]
+            for c in list(waiting):
+                if len(start) >= free:
                     break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for f in finished:
-                    kind, what = running.pop(f)
-                    label = f"seed {what} start" if kind == "start" else f"seed {what[0]} {what[1]}"
-                    try:
-                        f.result()
-                        say(f"[{time.time() - t0:7.0f} s] done   {label}")
-                        if kind == "start":
-                            ready.add(what)
-                    except Exception as exc:  # noqa: BLE001 -- one failed chain does not stop the others
-                        failed[label] = f"{type(exc).__name__}: {exc}"
-                        say(f"[{time.time() - t0:7.0f} s] FAILED {label}: {exc}")
-                        if kind == "start":
-                            waiting = [c for c in waiting if c[0] != what]
-                            failed.update({f"seed {what} {st}": "its start failed" for s2, st, _ in pending if s2 == what})
+                if c[0] in ready:
+                    waiting.remove(c)
+                    start.append(Task(("chain", c), execute_chain, (c[2], cfg.model_dump())))
+            for t in start:
+                say(f"[{time.time() - t0:7.0f} s] start  {label(t)}")
+            return start
+
+        def done(task: Task, result: Any, error: str | None) -> None:
+            kind, what = task.key
+            if error is None:
+                say(f"[{time.time() - t0:7.0f} s] done   {label(task)}")
+                if kind == "start":
+                    ready.add(what)
+                return
+            failed[label(task)] = error
+            say(f"[{time.time() - t0:7.0f} s] FAILED {label(task)}: {error}")
+            if kind == "start":
+                waiting[:] = [c for c in waiting if c[0] != what]
+                failed.update({f"seed {what} {st}": "its start failed" for s2, st, _ in pending if s2 == what})
+
+        run_in_workers(cfg.jobs, pick, done)
+        failed.update({f"seed {s} start": "not started" for s in starts})
+        failed.update({f"seed {c[0]} {c[1]}": "not started" for c in waiting if f"seed {c[0]} {c[1]}" not in failed})
     rows = collect_budget(cfg, plans)
     write_budget_results(cfg, rows, out, command)
     if records is not None:

@@ -6,6 +6,7 @@ import json
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +16,78 @@ from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results
 from semiseg.benchmark.schema import command_line, load_benchmark
 from semiseg.errors import SemisegError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work for :func:`run_in_workers`: ``fn(*args)`` in a worker process."""
+
+    key: Any
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+def die_with_parent() -> None:
+    """In a worker process: end when the process that started it ends (Linux ``PR_SET_PDEATHSIG``), so a grid
+    stopped with ``kill`` leaves no run training on, and writing into its folder, behind it (a re-run resumes
+    that run; a second copy of it would interleave their metrics). Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+WORKER_DIED = "a worker process died (killed, or out of memory)"
+STOPPED = "stopped when a worker process died"
+
+
+def run_in_workers(jobs: int, pick: Callable[[int], list[Task]], done: Callable[[Task, Any, str | None], None]) -> None:
+    """Run tasks ``jobs`` at a time, each in its own spawned process, until ``pick`` has nothing more.
+
+    ``pick(free)``: up to ``free`` tasks to start now (it may return none while others run: tasks waiting for
+    a running one). ``done(task, result, error)``: every task ends there once, with ``error`` None or a message.
+    A killed worker breaks a process pool and every task in it: those tasks end with an error and the
+    rest go on in a new pool (a grid left overnight survives one run killed for memory).
+    """
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1,
+                                   initializer=die_with_parent)
+
+    pool = new_pool()
+    running: dict[Future, Task] = {}
+    try:
+        while True:
+            for t in pick(jobs - len(running)) if len(running) < jobs else []:
+                running[pool.submit(t.fn, *t.args)] = t
+            if not running:
+                return
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            broken = False
+            for f in finished:
+                t = running.pop(f)
+                try:
+                    result = f.result()
+                except BrokenProcessPool:
+                    broken = True
+                    done(t, None, WORKER_DIED)
+                except Exception as exc:  # noqa: BLE001 -- one failed task does not stop those that do not need it
+                    done(t, None, f"{type(exc).__name__}: {exc}")
+                else:
+                    done(t, result, None)
+            if broken:  # the pool stopped every task it held; the others go on in a new one
+                for t in running.values():
+                    done(t, None, STOPPED)
+                running.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown()
 
 
 def execute_job(job: Job) -> dict[str, Any]:
@@ -124,52 +197,33 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         say(f"results so far ({done} of {len(todo)} table entries): {out / (cfg.results + '.md')}")
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
-    running: dict[Future, Job] = {}
     t0 = time.time()
 
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1)
-
-    pool = new_pool()
-    try:
-        while pending or running:
-            for j in list(pending):
-                if len(running) >= cfg.jobs:
-                    break
-                if j.depends is not None and j.depends in failed:
-                    failed[j.run_dir] = f"its init_from run {j.depends} failed"
-                    pending.remove(j)
-                    continue
-                if j.depends is not None and not (j.depends / "checkpoint_final.pt").is_file():
-                    continue
-                pending.remove(j)
-                say(f"[{time.time() - t0:7.0f} s] start  {j.run_dir.relative_to(out)}")
-                running[pool.submit(execute_job, j)] = j
-            if not running:
+    def pick(free: int) -> list[Task]:
+        start = []
+        for j in list(pending):
+            if len(start) >= free:
                 break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            broken = False
-            for f in finished:
-                j = running.pop(f)
-                try:
-                    t = f.result()
-                    say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {t['train_s']:.0f} s)")
-                except BrokenProcessPool:  # a worker was killed (by a user, or for memory): the pool is gone
-                    broken = True
-                    failed[j.run_dir] = "a worker process died (killed, or out of memory)"
-                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {failed[j.run_dir]}")
-                except Exception as exc:  # a failed run does not stop the runs that do not need it
-                    failed[j.run_dir] = f"{type(exc).__name__}: {exc}"
-                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {exc}")
-            if broken:  # the pool stopped every run it held; the others go on in a new one
-                for j in running.values():
-                    failed[j.run_dir] = "stopped when a worker process died"
-                    say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {failed[j.run_dir]}")
-                running.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-    finally:
-        pool.shutdown()
+            if j.depends is not None and j.depends in failed:
+                failed[j.run_dir] = f"its init_from run {j.depends} failed"
+                pending.remove(j)
+                continue
+            if j.depends is not None and not (j.depends / "checkpoint_final.pt").is_file():
+                continue
+            pending.remove(j)
+            say(f"[{time.time() - t0:7.0f} s] start  {j.run_dir.relative_to(out)}")
+            start.append(Task(j, execute_job, (j,)))
+        return start
+
+    def done(task: Task, result: Any, error: str | None) -> None:
+        j = task.key
+        if error is None:
+            say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s)")
+        else:
+            failed[j.run_dir] = error
+            say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {error}")
+
+    run_in_workers(cfg.jobs, pick, done)
     for j in pending:
         failed.setdefault(j.run_dir, "not started")
     rows = collect_results(cfg, todo)
