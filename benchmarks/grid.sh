@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run (or resume) a benchmark grid, then publish its table as docs/benchmarks/<name without _cpu>.md.
-#   bash benchmarks/grid.sh acdc_cpu        # CPU protocol (benchmarks/acdc_cpu.yaml), ~3 h on 2 cores
+#   bash benchmarks/grid.sh acdc_cpu        # CPU protocol (benchmarks/acdc_cpu.yaml), 3 seeds: ~16 h on 2 cores (~5 h a seed)
 #   bash benchmarks/grid.sh acdc_gpu        # paper-scale protocol, on a GPU
 #   bash benchmarks/grid.sh acdc_cpu --report-only   # publish the runs complete so far
 #   bash benchmarks/grid.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
-#   bash benchmarks/grid.sh la_cpu          # left atrium, CPU protocol (docs/benchmarks/la.md), ~7 h on 2 cores
+#   bash benchmarks/grid.sh la_cpu          # left atrium, CPU protocol (docs/benchmarks/la.md), ~12 h on 2 cores
 # Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint; the records of
 # complete runs (benchmarks/records/<name>, committed) let a fresh clone resume where an earlier machine stopped.
 set -euo pipefail

@@ -22,10 +22,11 @@ class Job:
 
 
 def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
-    """Every run of every cell, dependencies first within a cell."""
+    """Every run of every cell, dependencies first within a cell; seed by seed (every labeled count of the
+    first seed before the second seed's), so a grid that spans sessions has a whole table early."""
     jobs = []
-    for lab in cfg.labeled:
-        for seed in cfg.seeds:
+    for seed in cfg.seeds:
+        for lab in cfg.labeled:
             cell = output / f"labeled_{lab}" / f"seed_{seed}"
             once = output / "once" / f"seed_{seed}"
             for name in _order(cfg.runs):
