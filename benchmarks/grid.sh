@@ -12,8 +12,11 @@ cd "$(dirname "$0")/.."
 name="${1:-acdc_cpu}"
 SEMISEG="${SEMISEG:-.venv/bin/semiseg}"
 log=$(mktemp)
-# run records (no weights) are kept in benchmarks/records/<name>: a fresh machine resumes the grid from them
-"$SEMISEG" benchmark "benchmarks/${name}.yaml" --records "benchmarks/records/${name}" "${@:2}" | tee "$log"
+# run records (no weights) are kept in benchmarks/records/<the file's output folder name, else the grid's name>:
+# a fresh machine resumes the grid from them; grids that share an output folder share their records too
+out=$(sed -n 's/^output: *//p' "benchmarks/${name}.yaml" | head -1)
+records="benchmarks/records/$(basename "${out:-$name}")"
+"$SEMISEG" benchmark "benchmarks/${name}.yaml" --records "$records" "${@:2}" | tee "$log"
 md=$(grep -E '^results' "$log" | tail -1 | sed 's/.*: //')   # the results file this grid wrote
 rm -f "$log"
 mkdir -p docs/benchmarks
