@@ -19,10 +19,19 @@ def _cfg(root, method, extra=()):
 
 
 @pytest.mark.parametrize("method", [m for m in builtin_methods() if m != "supervised"])
-def test_method_trains_through_the_engine(msd_dataset, tmp_path, method):
-    result = Trainer(_cfg(msd_dataset, method, ["train.iterations=4", "train.val_every=4", "train.checkpoint_every=4"]),
-                     tmp_path / method).fit()
+def test_method_trains_through_the_engine_and_its_run_predicts(msd_dataset, tmp_path, method):
+    """Trains; the run folder then loads as a model (``predict``, ``evaluate``, the benchmark's scoring) that
+    computes what the method's inference network computes, training-only heads (SDF, extra decoders) dropped."""
+    from semiseg.evaluation.run_eval import load_model
+
+    cfg = _cfg(msd_dataset, method, ["train.iterations=4", "train.val_every=4", "train.checkpoint_every=4"])
+    trainer = Trainer(cfg, tmp_path / method)
+    result = trainer.fit()
     assert result["step"] == 4 and 0.0 <= result["best_metric"] <= 1.0
+    model = load_model(tmp_path / method, "cpu", "final")
+    x = torch.randn(2, model.info.in_channels, *cfg.data.patch_size)
+    with torch.no_grad():
+        torch.testing.assert_close(model.network(x), trainer.method.inference_network().cpu().eval()(x))
 
 
 def test_init_from_a_run_folder(msd_dataset, tmp_path):

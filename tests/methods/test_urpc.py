@@ -15,13 +15,25 @@ def test_uncertainty_weights_and_rectified_loss_by_hand():
     mean = torch.tensor([0.6, 0.4])
     expected, kls = [], []
     for p in (torch.tensor([0.8, 0.2]), torch.tensor([0.4, 0.6])):
-        d = float((mean * torch.log(1e-6 + mean / p)).sum())  # KL(mean || p_s), the uncertainty
+        d = float((mean * torch.log(mean / p)).sum())  # KL(mean || p_s), the uncertainty
         w = math.exp(-d)
         dist = float(((mean - p) ** 2).mean())  # mean over classes of the squared difference
         expected.append(dist * w / (w + 1e-8) + d)
         kls.append(d)
     assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-5)
     assert kl.item() == pytest.approx(sum(kls) / 2, rel=1e-5)
+
+
+def test_saturated_outputs_give_a_finite_loss_and_gradient():
+    """A class whose softmax probability underflows to 0 in one output (logit gap > ~104 in float32) still
+    gives a finite KL and finite gradients (the ratio p_bar / p_s would be inf there)."""
+    a = torch.tensor([[[[200.0]], [[0.0]]]], requires_grad=True)  # p = (1, 0) exactly in float32
+    b = torch.tensor([[[[0.0]], [[200.0]]]], requires_grad=True)
+    loss, kl = uncertainty_rectified_consistency([a, b])
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(kl) and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    # D = sum_c p_bar log(p_bar / p_s) with p_bar = (0.5, 0.5): 0.5 log 0.5 + 0.5 (log 0.5 + 200) per output
+    assert kl.item() == pytest.approx(math.log(0.5) + 100.0, rel=1e-5)
 
 
 def test_agreeing_outputs_cost_nothing_and_uncertain_voxels_weigh_less():
@@ -33,5 +45,5 @@ def test_agreeing_outputs_cost_nothing_and_uncertain_voxels_weigh_less():
     far = torch.log(torch.tensor([[[[0.5, 0.1]], [[0.5, 0.9]]]]))
     probs = [torch.softmax(x, 1) for x in (near, far)]
     mean = (probs[0] + probs[1]) / 2
-    d = (mean * torch.log(1e-6 + mean / probs[0])).sum(1)[0, 0]
+    d = (mean * torch.log(mean / probs[0])).sum(1)[0, 0]
     assert torch.exp(-d[1]) < torch.exp(-d[0])

@@ -43,7 +43,7 @@ def load_model(model: Path, device: torch.device | str = "cpu", which: str = "be
         raise ConfigError(f"checkpoint '{path}' holds non-finite weights ({', '.join(bad[:3])}); it cannot predict. "
                           "Use an earlier checkpoint or retrain with a lower optim.lr")
     net = network_factory(cfg, info)()
-    net.load_state_dict(ckpt["inference_state"])
+    net.load_trunk(ckpt["inference_state"])  # a method's inference network may carry training-only heads (SASSNet's SDF)
     net.to(device).eval()
     return LoadedModel(net, cfg, info, path, int(ckpt["step"]))
 

@@ -15,6 +15,7 @@ averaged over the outputs and weighted by ``consistency`` = 0.1 with the sigmoid
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -33,14 +34,21 @@ class URPCParams(SupervisedLossParams):
 
 
 def uncertainty_rectified_consistency(logits: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 5-7 over the pyramid's outputs: (the mean rectified consistency, the mean KL uncertainty)."""
-    probs = [torch.softmax(x.float(), dim=1) for x in logits]
-    mean = torch.stack(probs).mean(0)
+    """Eq. 5-7 over the pyramid's outputs: (the mean rectified consistency, the mean KL uncertainty).
+
+    ``D_s = sum_c p_bar (log p_bar - log p_s)`` is computed from log-softmax outputs (``log p_bar`` as a
+    log-sum-exp of them), as the reference code's ``KLDivLoss(log p_s, p_bar)`` does, so a class whose softmax
+    probability underflows to 0 gives a finite KL and gradient (a ratio ``p_bar / p_s`` gives inf there,
+    and the run's weights turn non-finite: LA, 8 labeled, step 1043).
+    """
+    logs = [torch.log_softmax(x.float(), dim=1) for x in logits]
+    log_mean = torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
+    mean = log_mean.exp()
     losses, kls = [], []
-    for p in probs:
-        kl = torch.sum(mean * torch.log(1e-6 + mean / p), dim=1, keepdim=True)
+    for log_p in logs:
+        kl = torch.sum(mean * (log_mean - log_p), dim=1, keepdim=True)
         w = torch.exp(-kl)
-        dist = (mean - p) ** 2
+        dist = (mean - log_p.exp()) ** 2
         losses.append(torch.mean(dist * w) / (torch.mean(w) + 1e-8) + torch.mean(kl))
         kls.append(kl.mean())
     return torch.stack(losses).mean(), torch.stack(kls).mean().detach()

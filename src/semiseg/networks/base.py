@@ -22,6 +22,9 @@ from torch import nn
 
 from semiseg.errors import ConfigError
 
+TRAINING_HEADS = ("aux_heads.", "extra_decoders.", "pyramid_heads.")
+"""State-dict prefixes of the heads only training uses (``forward_heads``); ``forward`` never runs them."""
+
 
 @dataclass
 class LayerState:
@@ -134,12 +137,17 @@ class SegmentationNetwork(nn.Module):
         return out
 
     def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a plain network's weights (e.g. a supervised run's) into this one: the auxiliary heads, extra
-        decoders and pyramid heads it adds keep their own initialisation; anything else missing is an error."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        wrong = [k for k in missing if not k.startswith(("aux_heads.", "extra_decoders.", "pyramid_heads."))] + list(unexpected)
+        """Load another network's weights that differ from this one's only in the training-time heads (auxiliary
+        heads, extra decoders, pyramid heads; ``forward`` uses none of them): a plain network's weights (e.g. a
+        supervised run's) into this one, whose added heads keep their own initialisation, or the weights of a
+        network with such heads (SASSNet's, MC-Net's) into this plain one, which drops them. Anything else that
+        does not fit is an error."""
+        own = self.state_dict()
+        dropped = {k for k in state if k not in own and k.startswith(TRAINING_HEADS)}
+        missing, unexpected = self.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=False)
+        wrong = [k for k in missing if not k.startswith(TRAINING_HEADS)] + list(unexpected)
         if wrong:
-            raise RuntimeError(f"initial weights do not fit the network: {wrong[:5]}")
+            raise RuntimeError(f"the weights do not fit the network: {wrong[:5]}")
 
     def set_extra_decoders(self, kinds: list[str], build: Callable[[str], tuple[list[nn.Module], nn.Module]]) -> None:
         """One further decoder (its blocks after the encoder, and its head) per upsampling kind (MC-Net)."""
