@@ -1,6 +1,7 @@
 """``semiseg benchmark``: a grid that trains, skips complete runs, chains init_from, writes one table."""
 
 import csv
+import json
 
 import pytest
 import yaml
@@ -52,6 +53,14 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     assert "| roam | (pending) |" in (out / "results.md").read_text()
     assert "Table entries complete: 1 of 2" in (out / "results.md").read_text()
     assert not (cell / "roam" / "eval_test" / "summary.csv").exists()  # nothing was run
+    # trained, but not scored by the grid (its worker killed while scoring, or trained by `semiseg train`): the
+    # grid scores it and takes its training time from the run's checkpoint, not 0 s
+    (cell / "roam" / "benchmark_time.json").unlink()
+    run_benchmark(path, out, say=said.append)
+    from semiseg.engine.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(cell / "roam" / "checkpoint_final.pt")["train_seconds"]
+    assert trained > 0 and json.loads((cell / "roam" / "benchmark_time.json").read_text())["train_s"] == trained
 
 
 @pytest.mark.slow

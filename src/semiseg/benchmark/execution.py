@@ -105,13 +105,16 @@ def execute_job(job: Job) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    skipped = run_or_resume(cfg, job.run_dir).get("skipped", False)
+    result = run_or_resume(cfg, job.run_dir)
+    skipped = result.get("skipped", False)
     train_s = 0.0 if skipped else time.time() - t0
     evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
                  equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     timing["train_s"] += train_s
+    if result.get("train_seconds"):  # the run's own sum over its resumes, also of parts trained by other processes
+        timing["train_s"] = float(result["train_seconds"])
     timing["eval_s"] = time.time() - t0 - train_s
     # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB

@@ -440,7 +440,8 @@ class Trainer:
 
     def _result(self) -> dict[str, Any]:
         return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step,
-                "select_by": self.cfg.eval.select_by, "stopped_early": self.stopped_early}
+                "select_by": self.cfg.eval.select_by, "stopped_early": self.stopped_early,
+                "train_seconds": self.train_seconds}
 
     def _iterate(self, loader: TwoStreamLoader, bar: Any) -> None:
         cfg = self.cfg
@@ -546,6 +547,9 @@ def describe_best(result: dict[str, Any]) -> str:
 def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Train a run, resume it when interrupted, or skip it when ``checkpoint_final.pt`` exists.
 
+    The result's ``train_seconds``: wall time in the training loop summed over every part of the run that was
+    kept (each resume continues from a checkpoint's sum), whichever process trained it.
+
     A folder holding a run with a different configuration is an error (never overwritten).
     """
     if (run_dir / "config.yaml").is_file():
@@ -553,7 +557,8 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if resolved_config(stored) != resolved_config(cfg):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         if (run_dir / "checkpoint_final.pt").is_file():
-            return {"skipped": True}
+            final = load_checkpoint(run_dir / "checkpoint_final.pt", "cpu")
+            return {"skipped": True, "train_seconds": float(final.get("train_seconds", 0.0))}
         if (run_dir / "checkpoint_latest.pt").is_file():
             return Trainer.resume(run_dir).fit()
         return Trainer(cfg, run_dir, overwrite=True).fit()
