@@ -59,8 +59,10 @@ def test_grid_trains_chains_and_skips_complete_runs(msd_dataset, tmp_path):
     run_benchmark(path, out, say=said.append)
     from semiseg.engine.checkpoint import load_checkpoint
 
-    trained = load_checkpoint(cell / "roam" / "checkpoint_final.pt")["train_seconds"]
-    assert trained > 0 and json.loads((cell / "roam" / "benchmark_time.json").read_text())["train_s"] == trained
+    final = load_checkpoint(cell / "roam" / "checkpoint_final.pt")
+    timing = json.loads((cell / "roam" / "benchmark_time.json").read_text())
+    assert final["train_seconds"] > 0 and timing["train_s"] == final["train_seconds"]
+    assert 0.05 < final["peak_rss_gib"] < 64 and timing["peak_rss_gib"] == final["peak_rss_gib"]  # the training process's
 
 
 @pytest.mark.slow

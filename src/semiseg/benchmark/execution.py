@@ -95,10 +95,9 @@ def execute_job(job: Job) -> dict[str, Any]:
     import torch
 
     from semiseg.config import load_config
+    from semiseg.engine.phase_timer import peak_rss_gib
     from semiseg.engine.trainer import resolve_device, run_or_resume
     from semiseg.evaluation.run_eval import evaluate_run
-
-    import resource
 
     t0 = time.time()
     cfg = load_config(job.preset, list(job.overrides))
@@ -116,10 +115,13 @@ def execute_job(job: Job) -> dict[str, Any]:
     if result.get("train_seconds"):  # the run's own sum over its resumes, also of parts trained by other processes
         timing["train_s"] = float(result["train_seconds"])
     timing["eval_s"] = time.time() - t0 - train_s
-    # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's (training and scoring);
+    # the run's checkpoint keeps the peak of the processes that trained earlier parts of it
+    peaks = [float(timing.get("peak_rss_gib", 0.0)), float(result.get("peak_rss_gib", 0.0))]
     if not skipped:
-        timing["peak_rss_gib"] = max(float(timing.get("peak_rss_gib", 0.0)), peak)
+        peaks.append(peak_rss_gib())
+    if max(peaks) > 0:
+        timing["peak_rss_gib"] = max(peaks)
     if torch.cuda.is_available() and str(resolve_device(cfg.train.device)).startswith("cuda") and not skipped:
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     timing_path.write_text(json.dumps(timing, indent=1))

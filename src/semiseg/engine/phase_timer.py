@@ -82,3 +82,15 @@ class PhaseTimer:
         return [{"phase": n, "seconds": round(s, 3), "ms_per_step": round(1000 * s / max(steps, 1), 2),
                  "share": round(s / total, 4), "calls": self.calls[n]}
                 for n, s in sorted(self.seconds.items(), key=lambda kv: -kv[1])]
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, GiB (``getrusage``; NaN where the platform has none)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return float("nan")
+    import sys
+
+    scale = 2**30 if sys.platform == "darwin" else 2**20  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale

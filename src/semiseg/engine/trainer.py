@@ -24,7 +24,7 @@ from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
-from semiseg.engine.phase_timer import PhaseTimer
+from semiseg.engine.phase_timer import PhaseTimer, peak_rss_gib
 from semiseg.engine.checkpoint import (
     CHECKPOINT_FORMAT, load_checkpoint, non_finite_entries, resolve_checkpoint, rng_state, save_atomic, seed_everything,
     set_rng_state,
@@ -90,6 +90,7 @@ class Trainer:
         self.stopped_early = False
         self.bad_steps = 0
         self.train_seconds = 0.0  # wall time inside the training loop, summed over resumes
+        self.peak_rss = 0.0  # peak resident memory (GiB) of the processes that trained the run, over resumes
         self._resuming = _resuming
 
     @classmethod
@@ -210,6 +211,7 @@ class Trainer:
             "best_step": self.best_step,
             "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
+            "peak_rss_gib": self._peak_rss(),
             "phase_seconds": self.timer.state_dict() if self.timer is not None else None,
             "rng": rng_state(),
             "config": self.cfg.model_dump(mode="json"),
@@ -258,6 +260,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_metric, self.best_step = ckpt["step"], ckpt["best_metric"], ckpt["best_step"]
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.peak_rss = float(ckpt.get("peak_rss_gib", 0.0))
         if self.timer is not None and ckpt.get("phase_seconds"):
             self.timer.load_state_dict(ckpt["phase_seconds"])
         self.stopped_early = bool(ckpt.get("stopped_early", False))
@@ -441,7 +444,12 @@ class Trainer:
     def _result(self) -> dict[str, Any]:
         return {"best_metric": self.best_metric, "best_step": self.best_step, "step": self.step,
                 "select_by": self.cfg.eval.select_by, "stopped_early": self.stopped_early,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "peak_rss_gib": self._peak_rss()}
+
+    def _peak_rss(self) -> float:
+        """Peak resident memory of this run (GiB): this process's, or an earlier part's when that was higher."""
+        now = peak_rss_gib()
+        return max(self.peak_rss, now) if now == now else self.peak_rss
 
     def _iterate(self, loader: TwoStreamLoader, bar: Any) -> None:
         cfg = self.cfg
@@ -558,7 +566,8 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         if (run_dir / "checkpoint_final.pt").is_file():
             final = load_checkpoint(run_dir / "checkpoint_final.pt", "cpu")
-            return {"skipped": True, "train_seconds": float(final.get("train_seconds", 0.0))}
+            return {"skipped": True, "train_seconds": float(final.get("train_seconds", 0.0)),
+                    "peak_rss_gib": float(final.get("peak_rss_gib", 0.0))}
         if (run_dir / "checkpoint_latest.pt").is_file():
             return Trainer.resume(run_dir).fit()
         return Trainer(cfg, run_dir, overwrite=True).fit()
