@@ -332,13 +332,20 @@ def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
             break
         time.sleep(0.1)
     assert flag.is_file(), "the worker never started"
-    workers = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
-    workers = [w for w in workers if "spawn_main" in open(f"/proc/{w}/cmdline").read()]
+    workers = []
+    for stat in __import__("pathlib").Path("/proc").glob("[0-9]*/stat"):
+        try:  # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ')'
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent.pid and "spawn_main" in (stat.parent / "cmdline").read_text():
+                workers.append(stat.parent.name)
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
     assert workers
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     for _ in range(100):
-        if not any(os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().split()[2] != "Z" for w in workers):
+        if not any(os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+                   for w in workers):
             break
         time.sleep(0.1)
     else:
