@@ -3,8 +3,9 @@ and how far apart their parameters are (``|a - b| / |a|`` per weight tensor, ave
 
 A diagnostic for methods with several networks, on cases whose labels training never used and that are not
 the test set: ``hybrid_colearning``'s Eq. 1 teacher against its two students (the method's docstring quotes
-its numbers). The last ``--cases`` names of the run's ``splits.json`` unlabeled list are predicted on the
-preprocessed grid (the run's sliding window) and scored against their labels there (foreground Dice).
+its numbers). The last ``--cases`` labeled names of the run's ``splits.json`` unlabeled list are predicted on the
+preprocessed grid (the run's sliding window) and scored against their labels there (foreground Dice); cases
+without a label (a dataset's unlabeled scans) are passed over.
 
     .venv/bin/python benchmarks/member_dice.py runs/benchmarks/la_cpu/labeled_8/seed_0/hybrid_colearning --cases 12
 """
@@ -38,13 +39,22 @@ def main() -> None:
     predict = predictor(cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval, cfg.data.slice_axis, "cpu",
                         cfg.train.channels_last, cfg.data.slice_mode)
     dice: dict[str, list[float]] = {k: [] for k in members}
-    for cid in ids[-a.cases:]:
+    labeled_pool = []
+    for cid in reversed(ids):  # the last cases of the pool whose labels the dataset has (unlabeled scans have none)
+        if len(labeled_pool) == a.cases:
+            break
         case = preprocess_case(load(cid), cfg.data.preprocessing)
+        if case.label is not None:
+            labeled_pool.append(case)
+    if not labeled_pool:
+        raise SystemExit(f"{a.run}: no case of its unlabeled pool has a label in the dataset; nothing to score")
+    for case in reversed(labeled_pool):
         y = np.asarray(case.label).squeeze() > 0
         for name, net in members.items():
             p = predict(net, case.image).argmax(0).numpy() > 0
             dice[name].append(float(2 * (p & y).sum() / max(p.sum() + y.sum(), 1)))
-    print(f"{a.run} ({a.which}, step {model.step}), foreground Dice on the last {a.cases} unlabeled-pool cases:")
+    print(f"{a.run} ({a.which}, step {model.step}), foreground Dice on the last {len(labeled_pool)} unlabeled-pool "
+          "cases with labels:")
     for name, v in dice.items():
         print(f"  {name:10s} {np.mean(v):.3f}   per case: {' '.join(f'{x:.3f}' for x in v)}")
     names = list(members)

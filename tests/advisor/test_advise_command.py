@@ -68,3 +68,30 @@ def test_a_folder_of_new_images_and_the_errors(tmp_path, capsys):
     assert main(["advise", str(run), "--k", "0"]) == 2
     assert main(["advise", str(tmp_path / "nowhere")]) == 2
     assert main(["advise", str(run), "--unlabeled", str(tmp_path / "nowhere")]) == 2
+
+
+def test_member_dice_scores_every_network_of_a_run(msd_dataset, tmp_path, monkeypatch, capsys):
+    # msd_dataset: 8 labeled training cases (2 labeled, 1 val, 2 test -> 3 with labels in the pool) + 3 unlabeled scans
+    """benchmarks/member_dice.py: each network of a two-network run scored on its unlabeled-pool cases."""
+    import sys
+    from pathlib import Path
+
+    from semiseg.config import load_config
+    from semiseg.engine.trainer import Trainer
+    from tests.conftest import tiny_overrides
+
+    cfg = load_config("synthbrain2d_supervised", tiny_overrides(msd_dataset) + [
+        "method.name=mean_teacher", "train.unlabeled_batch_size=2", "split.unlabeled=rest", "train.iterations=2",
+        "train.val_every=2", "train.checkpoint_every=2"])
+    Trainer(cfg, tmp_path / "mt").fit()
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    import member_dice
+
+    monkeypatch.setattr(sys, "argv", ["member_dice.py", str(tmp_path / "mt"), "--cases", "2"])
+    member_dice.main()
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln for ln in out.splitlines()[1:] if ln.strip()}
+    assert {"network", "teacher"} <= set(lines) and "last 2 unlabeled-pool cases with labels" in out
+    for name in ("network", "teacher"):
+        assert 0.0 <= float(lines[name].split()[1]) <= 1.0 and len(lines[name].split("per case:")[1].split()) == 2
+    assert "relative parameter distance network - teacher" in out
