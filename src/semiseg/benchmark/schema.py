@@ -73,10 +73,11 @@ class BenchmarkConfig(_Strict):
             if r.once:
                 raise ValueError(f"run '{n}' is trained once per seed; its labeled counts cannot be chosen")
         for n, r in self.runs.items():
-            dep = self.runs[r.init_from] if r.init_from else None
-            if dep is not None and not dep.once and self.counts(r.init_from) < self.counts(n):  # type: ignore[arg-type]
-                raise ValueError(f"run '{n}' starts from '{r.init_from}', which is not trained at labeled "
-                                 f"{sorted(self.counts(n) - self.counts(r.init_from))}")  # type: ignore[arg-type]
+            if r.init_from is None or self.runs[r.init_from].once:
+                continue
+            lacking = self.counts(n) - self.counts(r.init_from)
+            if lacking:
+                raise ValueError(f"run '{n}' starts from '{r.init_from}', which is not trained at labeled {sorted(lacking)}")
         for role in ("lower", "upper"):
             v = getattr(self, role)
             if v is not None and v not in names:

@@ -50,9 +50,9 @@ average (the Eq. 1 teacher, with its own batch-norm statistics) 0.641 -- a teach
 pseudo-labels (Eq. 7-9, 13-17) then hold both students back. ``shared_start`` lets the students share the
 first part of training (student 1 trains alone, student 2 is its copy; Frankle et al. find networks that
 share early training stay linearly connected) and split afterwards. With ``shared_start: 0.2`` (the LA presets';
-one trial, the value chosen before it ran) the students of the same protocol scored 0.823 / 0.818 and the teacher 0.818 on
-twelve such cases (0.741 / 0.753 and 0.641 without), their relative parameter distance fell from 0.22 to 0.08,
-and the averaged teacher kept the students' quality. The method's default stays 0 (the paper's); runs that
+one trial, the value chosen before it ran) the students of the same protocol scored 0.823 / 0.818 and the
+teacher 0.818 on the same twelve cases; their relative parameter distance fell from 0.22 to 0.08
+(``benchmarks/member_dice.py``), and the averaged teacher kept the students' quality. The method's default stays 0 (the paper's); runs that
 start both students from one trained network (``method.init_from``, the ACDC protocol) share their start anyway.
 
 The teacher has student 1's structure (``teacher_like``) and predicts without input noise.
@@ -198,8 +198,10 @@ class HybridColearning(Method):
             unl.append(prob[n_l : n_l + n_u])
             mixl.append(softmax_mse(o[n_l + n_u :], target))
         teach = sum(dice_loss(u, pseudo_t) for u in unl)  # Eq. 7-9
-        cps = dice_loss(unl[0], unl[1].detach().argmax(1)) + dice_loss(unl[1], unl[0].detach().argmax(1)) if not shared \
-            else torch.zeros((), device=x_l.device)  # Eq. 4-6
+        if shared:  # one student: no cross pseudo supervision
+            cps = torch.zeros((), device=x_l.device)
+        else:  # Eq. 4-6
+            cps = dice_loss(unl[0], unl[1].detach().argmax(1)) + dice_loss(unl[1], unl[0].detach().argmax(1))
         l_mix = sum(mixl)
         lam = self.ramped(p.unlabeled_weight, p.rampup, step)
         mu = self.ramped(p.mix_weight, p.rampup, step)
