@@ -58,10 +58,9 @@ def main() -> None:
     for name, v in dice.items():
         print(f"  {name:10s} {np.mean(v):.3f}   per case: {' '.join(f'{x:.3f}' for x in v)}")
     names = list(members)
-    torch.set_grad_enabled(False)
     for i, m in enumerate(names):
         for n in names[i + 1:]:
-            pa, pb = list(members[m].parameters()), list(members[n].parameters())
+            pa, pb = [p.detach() for p in members[m].parameters()], [p.detach() for p in members[n].parameters()]
             if len(pa) == len(pb) and all(x.shape == y.shape for x, y in zip(pa, pb)):
                 d = [float((x - y).norm() / x.norm()) for x, y in zip(pa, pb) if x.dim() > 1 and float(x.norm()) > 0]
                 print(f"  relative parameter distance {m} - {n}: mean {np.mean(d):.3f} over {len(d)} weight tensors")

@@ -121,6 +121,40 @@ def test_bad_benchmark_files(tmp_path, msd_dataset):
     assert not (tmp_path / "g" / "labeled_2").exists()
 
 
+def test_select_takes_the_named_runs_and_what_they_start_from(tmp_path, msd_dataset):
+    from semiseg.benchmark.planning import select
+
+    runs = {"a": {"preset": "p"}, "b": {"preset": "p", "init_from": "a"}, "c": {"preset": "p", "init_from": "b"},
+            "d": {"preset": "p"}}
+    cfg = load_benchmark(_write(tmp_path, msd_dataset, runs, lower=None, labeled=[2, 3], seeds=[0, 1]))
+    jobs = plan(cfg, tmp_path)
+    picked = select(cfg, jobs, runs=["c"], labeled=[3], seeds=[1])
+    assert [(j.run, j.labeled, j.seed) for j in picked] == [("a", 3, 1), ("b", 3, 1), ("c", 3, 1)]
+    assert {(j.run, j.labeled) for j in select(cfg, jobs, runs=["d"], seeds=[0])} == {("d", 2), ("d", 3)}
+    assert len(select(cfg, jobs, labeled=[2])) == 8
+    with pytest.raises(ConfigError, match=r"no run e .*it has: a, b, c, d"):
+        select(cfg, jobs, runs=["e"])
+    with pytest.raises(ConfigError, match=r"no labeled count 5 .*it has: 2, 3"):
+        select(cfg, jobs, labeled=[5])
+
+
+@pytest.mark.slow
+def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_dataset, tmp_path):
+    from semiseg.cli import main
+
+    runs = {"lower_bound": {"preset": "synthbrain2d_supervised"},
+            "continued": {"preset": "synthbrain2d_supervised", "init_from": "lower_bound"},
+            "other": {"preset": "synthbrain2d_supervised"}}
+    path = _write(tmp_path, msd_dataset, runs)
+    out = tmp_path / "grid"
+    assert main(["benchmark", str(path), "--output", str(out), "--runs", "continued", "--labeled", "2", "--seeds", "0"]) == 0
+    cell = out / "labeled_2" / "seed_0"
+    assert (cell / "continued" / "checkpoint_final.pt").is_file() and (cell / "lower_bound" / "checkpoint_final.pt").is_file()
+    assert not (cell / "other").exists()
+    assert "| other | (pending) |" in (out / "results.md").read_text()
+    assert main(["benchmark", str(path), "--output", str(out), "--seeds", "0,x"]) == 2
+
+
 def test_plan_orders_dependencies_first(tmp_path, msd_dataset):
     cfg = load_benchmark(_write(tmp_path, msd_dataset, {"b": {"preset": "p", "init_from": "a"}, "a": {"preset": "p"}}, lower=None))
     assert [j.run for j in plan(cfg, tmp_path)] == ["a", "b"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable
 from pathlib import Path
 
 from semiseg.errors import ConfigError, SemisegError
@@ -145,8 +146,9 @@ def cmd_benchmark(a: argparse.Namespace) -> None:
         run_budget(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
                    records=Path(a.records) if a.records else None)
         return
+    only = {k: v for k, v in (("runs", a.runs), ("labeled", a.labeled), ("seeds", a.seeds)) if v is not None}
     run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
-                  records=Path(a.records) if a.records else None)
+                  records=Path(a.records) if a.records else None, only=only or None)
 
 
 def cmd_list(a: argparse.Namespace) -> None:
@@ -165,6 +167,23 @@ def cmd_list(a: argparse.Namespace) -> None:
         from semiseg.config import list_presets
 
         print("\n".join(list_presets()))
+
+
+def _number(text: str) -> int | float:
+    """A labeled count as the benchmark file writes it: an integer (cases) or a fraction."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _csv(item: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """An argparse type: a comma-separated list of ``item`` (``what``: their name in the error message)."""
+
+    def parse(text: str) -> list[Any]:
+        try:
+            return [item(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of {what}") from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report-only", action="store_true", help="train nothing; tabulate the runs complete so far")
     s.add_argument("--records", help="folder of run records (run folders without weights): complete runs found there are "
                                      "copied in before the grid runs, and every complete run's record is written there after")
+    s.add_argument("--runs", type=_csv(str, "run names"), help="train only these runs (comma-separated) and the runs they start from")
+    s.add_argument("--labeled", type=_csv(_number, "labeled counts"), help="train only at these labeled counts (comma-separated)")
+    s.add_argument("--seeds", type=_csv(int, "seeds"), help="train only these seeds (comma-separated)")
     s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("list", help="list methods, networks, datasets or presets")

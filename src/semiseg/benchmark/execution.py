@@ -11,7 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from semiseg.benchmark.planning import Job, is_current, plan
+from semiseg.benchmark.planning import Job, is_current, plan, select
 from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results
 from semiseg.benchmark.schema import command_line, load_benchmark
@@ -156,9 +156,12 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) ->
 
 def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
                   jobs: int | None = None, say: Callable[[str], None] = print, report_only: bool = False,
-                  records: Path | None = None) -> dict[str, Any]:
+                  records: Path | None = None, only: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Train every missing run of the grid (``jobs`` side by side), score it, write the tables.
 
+    ``only``: train just the runs chosen by ``runs`` / ``labeled`` / ``seeds`` (lists; a key left out: all) and
+    the runs they start from (:func:`~semiseg.benchmark.planning.select`); the tables still show every
+    complete run of the grid.
     ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
     ``records``: a folder of run records (run folders without weights, e.g. committed from an earlier
     machine): complete runs there are copied into the grid first (a run no other run starts from is then
@@ -185,14 +188,17 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         validate_method_params(run_cfg.method.name, run_cfg.method.params)
     pending, seen = [], set()
     starts = {j.depends for j in todo if j.depends is not None}
-    for j in todo:  # a run trained once per seed appears in every cell of that seed
+    train = select(cfg, todo, **only) if only else todo
+    for j in train:  # a run trained once per seed appears in every cell of that seed
         # a run no other run starts from is done once scored: its record (run folder without weights,
         # e.g. copied back from another machine or session) is enough
         if j.run_dir not in seen and not is_current(j, weights_needed=j.run_dir in starts):
             pending.append(j)
         seen.add(j.run_dir)
     n_runs = len({j.run_dir for j in todo})
-    say(f"benchmark {cfg.name}: {n_runs} runs, {n_runs - len(pending)} already complete; output {out}")
+    n_train = len({j.run_dir for j in train})
+    say(f"benchmark {cfg.name}: {n_runs} runs, {n_runs - len(pending)} already complete"
+        + (f" or not selected ({n_train} selected)" if only else "") + f"; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command, trained_now=False)

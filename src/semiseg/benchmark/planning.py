@@ -45,6 +45,35 @@ def plan(cfg: BenchmarkConfig, output: Path) -> list[Job]:
     return jobs
 
 
+def select(cfg: BenchmarkConfig, jobs: list[Job], runs: list[str] | None = None,
+           labeled: list[int | float] | None = None, seeds: list[int] | None = None) -> list[Job]:
+    """The jobs of the named runs / labeled counts / seeds (``None``: all of them), plus every job they start from
+    (``init_from``, transitively), in plan order: e.g. a method added to a finished grid, trained alone.
+
+    A name, count or seed the file does not have is a :class:`ConfigError` that lists what it has."""
+    from semiseg.errors import ConfigError
+
+    for what, asked, has in (("run", runs, list(cfg.runs)), ("labeled count", labeled, cfg.labeled),
+                             ("seed", seeds, cfg.seeds)):
+        unknown = [x for x in asked or [] if x not in has]
+        if unknown:
+            raise ConfigError(f"{cfg.name}: no {what} {', '.join(map(str, unknown))} in the benchmark file "
+                              f"(it has: {', '.join(map(str, has))})")
+    chosen = {j.run_dir for j in jobs if (runs is None or j.run in runs) and (labeled is None or j.labeled in labeled)
+              and (seeds is None or j.seed in seeds)}
+    if not chosen:
+        raise ConfigError(f"{cfg.name}: no run of the benchmark file matches the selection "
+                          f"(runs {runs}, labeled {labeled}, seeds {seeds})")
+    by_dir = {j.run_dir: j for j in jobs}
+    grow = list(chosen)
+    while grow:
+        dep = by_dir[grow.pop()].depends
+        if dep is not None and dep not in chosen:
+            chosen.add(dep)
+            grow.append(dep)
+    return [j for j in jobs if j.run_dir in chosen]
+
+
 def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool = True,
                 postprocess: tuple[str, ...] = ("none",)) -> bool:
     """Trained and scored: the final checkpoint and the test evaluation (with the equivariance Dice if asked).
