@@ -139,7 +139,7 @@ def test_select_takes_the_named_runs_and_what_they_start_from(tmp_path, msd_data
 
 
 @pytest.mark.slow
-def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_dataset, tmp_path):
+def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_dataset, tmp_path, capsys):
     from semiseg.cli import main
 
     runs = {"lower_bound": {"preset": "synthbrain2d_supervised"},
@@ -151,6 +151,7 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     cell = out / "labeled_2" / "seed_0"
     assert (cell / "continued" / "checkpoint_final.pt").is_file() and (cell / "lower_bound" / "checkpoint_final.pt").is_file()
     assert not (cell / "other").exists()
+    assert "3 runs, 2 selected, 0 of them already complete" in capsys.readouterr().out
     assert "| other | (pending) |" in (out / "results.md").read_text()
     assert main(["benchmark", str(path), "--output", str(out), "--seeds", "0,x"]) == 2
 

@@ -197,8 +197,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         seen.add(j.run_dir)
     n_runs = len({j.run_dir for j in todo})
     n_train = len({j.run_dir for j in train})
-    say(f"benchmark {cfg.name}: {n_runs} runs, {n_runs - len(pending)} already complete"
-        + (f" or not selected ({n_train} selected)" if only else "") + f"; output {out}")
+    say(f"benchmark {cfg.name}: {n_runs} runs, " + (f"{n_train} selected, " if only else "")
+        + f"{n_train - len(pending)} {'of them ' if only else ''}already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
         write_results(cfg, rows, out, command, trained_now=False)
