@@ -239,6 +239,18 @@ def test_shipped_benchmark_files_load_with_every_run_config(path, tmp_path):
         validate_method_params(cfg.method.name, cfg.method.params)  # params merged from a base preset fit the method
 
 
+@pytest.mark.parametrize("table", ["acdc", "la"])
+def test_the_gpu_file_of_a_table_has_the_rows_of_its_cpu_file(table):
+    """The paper-scale file (``*_gpu.yaml``) and the CPU protocol (``*_cpu.yaml``) of one table list the same runs,
+    so a method added to the CPU table is not missing at paper scale."""
+    from pathlib import Path
+
+    bench = Path(__file__).parents[1] / "benchmarks"
+    cpu, gpu = (load_benchmark(bench / f"{table}_{kind}.yaml") for kind in ("cpu", "gpu"))
+    assert set(gpu.runs) == set(cpu.runs)
+    assert {n: r.preset for n, r in gpu.runs.items()} == {n: r.preset for n, r in cpu.runs.items()}
+
+
 def test_equivariance_grids_rescore_complete_runs_without_it(tmp_path):
     from semiseg.benchmark import is_complete
 
