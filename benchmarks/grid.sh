@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run (or resume) a benchmark grid, then publish its table as docs/benchmarks/<name without _cpu>.md.
-#   bash benchmarks/grid.sh acdc_cpu        # CPU protocol (benchmarks/acdc_cpu.yaml), 3 seeds: ~21 h on 2 cores (~7 h a seed)
+#   bash benchmarks/grid.sh acdc_cpu        # CPU protocol (benchmarks/acdc_cpu.yaml), 3 seeds: ~23 h on 2 cores (~8 h a seed)
 #   bash benchmarks/grid.sh acdc_gpu        # paper-scale protocol, on a GPU
 #   bash benchmarks/grid.sh acdc_cpu --report-only   # publish the runs complete so far
 #   bash benchmarks/grid.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
