@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -156,7 +158,7 @@ def main() -> None:
                      "steps_per_s": round(1 / s, 1)})
         print(f"{spec.row:50s} {rows[-1]['step_ms']:8.1f} ms/step")
     md = [f"# Training-step time on {name}", "",
-          f"Command: `python benchmarks/step_time.py --warmup {a.warmup} --steps {a.steps}{' --out ' + str(a.out) if a.out else ''}` "
+          f"Command: `python benchmarks/step_time.py {' '.join(shlex.quote(x) for x in sys.argv[1:])}` "
           f"(torch {torch.__version__}, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels-last, "
           f"median of {a.steps} steps after {a.warmup} warm-up steps; random inputs, data loading excluded).", "",
           "| method / network | patch | batch (labeled + unlabeled) | ms / step | steps / s |", "|---|---|---|---|---|"]
