@@ -63,6 +63,31 @@ def geometry(meta: dict[str, Any]) -> np.ndarray | None:
     return None
 
 
+DEFLATE_MAX_RATIO = 1032
+"""The most a deflate (gzip) stream can expand: 258-byte matches coded in 2 bits each, ~1032:1."""
+
+
+def nifti_size_problem(path: Path, img: Any) -> str | None:
+    """Why the voxel data the NIfTI header of ``img`` describes cannot be in ``path``, or None: more bytes than
+    an uncompressed file holds after its header, or than a gzip file could expand to (:data:`DEFLATE_MAX_RATIO`).
+    Checked before reading, which would first allocate every byte the header claims."""
+    import os
+
+    shape = tuple(int(d) for d in img.header.get_data_shape())
+    dtype = np.dtype(img.header.get_data_dtype())
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    offset = int(getattr(img.dataobj, "offset", 0) or 0)  # where the voxel data starts (nibabel's reading of vox_offset)
+    size = os.path.getsize(path)
+    human = lambda n: f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"  # noqa: E731
+    claim = f"its header describes {'x'.join(map(str, shape))} voxels of {dtype.name} ({human(need)})"
+    if file_ending(path) == ".nii.gz":
+        if need + offset > DEFLATE_MAX_RATIO * size:
+            return f"{claim}, more than a {human(size)} gzip file can hold; the header or the file is damaged"
+    elif need + offset > size:
+        return f"{claim}, but the file holds {human(max(size - offset, 0))} after its header; it is truncated or damaged"
+    return None
+
+
 def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dict[str, Any]]:
     """Read a 3D/4D medical image -> (array (C, Z, Y, X) or (Z, Y, X), spacing (z, y, x), meta)."""
     end = file_ending(path)
@@ -71,8 +96,14 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float], dic
 
         try:
             img = nib.load(str(path))
-            data = np.asarray(img.dataobj)
         except Exception as exc:  # nibabel raises many types for broken files
+            raise DatasetError(f"{path}: {unreadable_reason(path, exc)} (NIfTI)") from None
+        problem = nifti_size_problem(path, img)
+        if problem:  # before the read allocates what the header claims (a damaged header can claim terabytes)
+            raise DatasetError(f"{path}: cannot read it ({problem}) (NIfTI)")
+        try:
+            data = np.asarray(img.dataobj)
+        except Exception as exc:
             raise DatasetError(f"{path}: {unreadable_reason(path, exc)} (NIfTI)") from None
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
         if data.ndim == 2:
