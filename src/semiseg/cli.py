@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
 from semiseg.errors import ConfigError, SemisegError
 

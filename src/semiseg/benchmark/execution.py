@@ -111,9 +111,9 @@ def execute_job(job: Job) -> dict[str, Any]:
                  equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
-    timing["train_s"] += train_s
-    if result.get("train_seconds"):  # the run's own sum over its resumes, also of parts trained by other processes
-        timing["train_s"] = float(result["train_seconds"])
+    # the run's own sum over its resumes (also of parts other processes trained); else (a run from before the
+    # checkpoint kept it) this file's sum over the grid's resumes
+    timing["train_s"] = float(result["train_seconds"]) if result.get("train_seconds") else timing["train_s"] + train_s
     timing["eval_s"] = time.time() - t0 - train_s
     # this worker process ran only this job (max_tasks_per_child=1): its peak is the job's (training and scoring);
     # the run's checkpoint keeps the peak of the processes that trained earlier parts of it

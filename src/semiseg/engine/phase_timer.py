@@ -85,11 +85,11 @@ class PhaseTimer:
 
 
 def peak_rss_gib() -> float:
-    """This process's peak resident memory so far, GiB (``getrusage``; NaN where the platform has none)."""
+    """This process's peak resident memory so far, GiB (``getrusage``; 0.0, "unknown", where the platform has none)."""
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
-        return float("nan")
+        return 0.0
     import sys
 
     scale = 2**30 if sys.platform == "darwin" else 2**20  # macOS reports bytes, Linux KiB

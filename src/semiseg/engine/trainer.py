@@ -448,8 +448,7 @@ class Trainer:
 
     def _peak_rss(self) -> float:
         """Peak resident memory of this run (GiB): this process's, or an earlier part's when that was higher."""
-        now = peak_rss_gib()
-        return max(self.peak_rss, now) if now == now else self.peak_rss
+        return max(self.peak_rss, peak_rss_gib())
 
     def _iterate(self, loader: TwoStreamLoader, bar: Any) -> None:
         cfg = self.cfg
