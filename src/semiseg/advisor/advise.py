@@ -88,10 +88,9 @@ def folder_candidates(folder: Path, model: LoadedModel) -> tuple[list[str], dict
     if not folder.is_dir():
         raise ConfigError(f"--unlabeled '{folder}' is not a folder")
     groups = group_inputs(folder)
-    grayscale = model.cfg.data.folder2d.grayscale
 
     def load(cid: str) -> Case:
-        return read_input_case(cid, groups[cid], grayscale)
+        return read_input_case(cid, groups[cid], model.cfg.data)
 
     return sorted(groups), {c: c for c in groups}, load
 

@@ -33,6 +33,19 @@ class H5LayoutConfig(_Strict):
     spacing: list[float] | None = None
     """Voxel spacing (mm, per stored axis) of every case: h5 files do not store it (LA 2018: 0.625 isotropic).
     None: unit spacing, distances in voxels."""
+    axes: Literal["auto", "zyx", "xyz"] = "auto"
+    """Order of the stored arrays' spatial axes. Training uses the arrays as stored (patch sizes and ``rot90_axes``
+    are in this order, as in the literature's code); ``semiseg predict`` and ``advise`` bring a NIfTI/ITK volume
+    (read as (z, y, x)) into this order and write the prediction back in the file's. ``auto``: ``xyz`` for the
+    left-atrium variant (``case_file``: the UA-MT release stores pynrrd's (x, y, z) arrays, slice axis last),
+    else ``zyx`` (SSL4MIS's ACDC files)."""
+    intensity: Literal["auto", "as_read", "zscore", "minmax"] = "auto"
+    """How the stored images were normalised, per volume, when the files were made. ``semiseg predict`` and
+    ``advise`` apply it to a NIfTI/ITK volume before the run's own preprocessing, so that a raw scan reaches the
+    network as the training files did. ``auto``: ``zscore`` for the left-atrium variant (UA-MT's ``mri_norm2``:
+    (x - mean) / std over the whole scan, before the crop around the atrium, so a new uncropped scan gets exactly
+    the release's normalisation), else ``minmax`` (SSL4MIS's ACDC files: (x - min) / (max - min) per volume).
+    Inputs are taken to be scans as acquired: a volume cut out of the release itself is normalised already."""
 
 
 class Folder2DConfig(_Strict):

@@ -9,6 +9,11 @@ Left atrium (UA-MT): each list entry is a folder holding one h5 (``case_file``,
 e.g. ``mri_norm2.h5``). Spacing is not stored in these files: cases get
 ``h5.spacing`` (LA: 0.625 mm isotropic) or unit spacing; the ``_vox`` metrics give
 distances in voxels, as the literature reports them on this layout.
+
+Training takes the arrays as stored. The two releases differ in axis order (ACDC's are (z, y, x), the LA
+release's (x, y, z)) and both were normalised when they were made; :func:`as_stored` gives a volume read
+from a NIfTI/ITK file (a new scan) the form of the training arrays (``h5.axes``, ``h5.intensity``), so that a
+model trained on the release sees a new scan as it saw its training data.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from semiseg.config.schema import H5LayoutConfig
+from semiseg.config.schema import H5LayoutConfig, PreprocessingConfig
 from semiseg.data.case import Case, CaseRef
 from semiseg.data.layout import Layout, subject_of
+from semiseg.data.preprocessing import normalize_intensity
 from semiseg.errors import DatasetError
 
 
@@ -36,6 +42,38 @@ def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read h5 file ({exc})") from None
     return image, label
+
+
+def stored_axes(cfg: H5LayoutConfig) -> str:
+    """``h5.axes`` with ``auto`` resolved: ``xyz`` for the left-atrium variant (``case_file``), else ``zyx``."""
+    return cfg.axes if cfg.axes != "auto" else ("xyz" if cfg.case_file else "zyx")
+
+
+def stored_intensity(cfg: H5LayoutConfig) -> str:
+    """``h5.intensity`` with ``auto`` resolved: ``zscore`` for the left-atrium variant (``case_file``), else ``minmax``."""
+    return cfg.intensity if cfg.intensity != "auto" else ("zscore" if cfg.case_file else "minmax")
+
+
+def to_stored_order(array: np.ndarray, cfg: H5LayoutConfig) -> np.ndarray:
+    """The last three (spatial) axes of ``array`` from (z, y, x) to the stored order; its own inverse."""
+    if stored_axes(cfg) == "zyx":
+        return array
+    n = array.ndim
+    return np.ascontiguousarray(array.transpose(*range(n - 3), n - 1, n - 2, n - 3))
+
+
+def as_stored(case: Case, cfg: H5LayoutConfig) -> Case:
+    """A volume read from a NIfTI/ITK file ((C, Z, Y, X), spacing (z, y, x), intensities as scanned) in the form
+    of this layout's training arrays: axes (and spacing) in the stored order, intensities normalised per volume
+    as the files' makers did (:func:`semiseg.data.preprocessing.normalize_intensity`). A 2D image is returned
+    unchanged. ``case.meta`` keeps the file's geometry; :func:`to_stored_order` brings a prediction back to it."""
+    if case.meta.get("is_2d"):
+        return case
+    kind = stored_intensity(cfg)
+    image = case.image if kind == "as_read" else normalize_intensity(case.image, PreprocessingConfig(normalize=kind))
+    spacing = case.spacing if stored_axes(cfg) == "zyx" else tuple(reversed(case.spacing))
+    return Case(case.case_id, to_stored_order(image, cfg), None if case.label is None else to_stored_order(case.label, cfg),
+                spacing, case.subject, dict(case.meta))  # type: ignore[arg-type]
 
 
 class H5Layout(Layout):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from semiseg.data.h5layout import stored_axes, stored_intensity
 from semiseg.errors import ConfigError
 from semiseg.evaluation.run_eval import load_model
 
@@ -36,14 +37,21 @@ def export_model(run_dir: Path, out: Path, which: str = "best", overwrite: bool 
         program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
     out.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(targets["model"]))
+    axis_order = "(C, Z, Y, X): a NIfTI/ITK volume's (x, y, z) axes reversed, as semiseg reads volumes"
+    intensity = "as read"
+    if cfg.data.layout == "h5":  # trained on the h5 release's arrays: a new scan is brought into their form first
+        if stored_axes(cfg.data.h5) == "xyz":
+            axis_order = "(C, X, Y, Z): a NIfTI/ITK volume's own (x, y, z) axis order (the training files' order)"
+        intensity = f"{stored_intensity(cfg.data.h5)} per volume (how the training files were made), then 'preprocessing'"
     meta: dict[str, Any] = {
         "format": "semiseg-export-1",
         "source_checkpoint": str(model.checkpoint),
         "step": model.step,
         "network": {"name": cfg.network.name, "kwargs": cfg.network.kwargs, "spatial_dims": cfg.data.spatial_dims,
                     "size_divisor": int(net.size_divisor)},
-        "input": {"channels": model.info.in_channels, "axis_order": "(C, Z, Y, X) as semiseg reads volumes",
+        "input": {"channels": model.info.in_channels, "axis_order": axis_order,
                   "patch_size": size, "shape": "(batch, channels, *patch_size); any batch size", "slice_axis": cfg.data.slice_axis, "slice_mode": cfg.data.slice_mode},
+        "intensity_before_preprocessing": intensity,
         "preprocessing": cfg.data.preprocessing.model_dump(mode="json"),
         "output": {"classes": model.info.class_names, "regions": model.info.regions,
                    "activation": "softmax over axis 1 of the logits"},

@@ -17,7 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from semiseg.config.schema import DataConfig
 from semiseg.data.case import Case
+from semiseg.data.h5layout import as_stored, to_stored_order
 from semiseg.data.io import IMAGE2D_ENDINGS, ITK_ENDINGS, NIFTI_ENDINGS, file_ending, read_image2d, read_volume, strip_ending, write_nifti_like, write_png
 from semiseg.errors import ConfigError, DatasetError
 from semiseg.evaluation.run_eval import load_model, predict_case
@@ -40,9 +42,12 @@ def group_inputs(inp: Path) -> dict[str, list[Path]]:
     return dict(groups)
 
 
-def read_input_case(case_id: str, files: list[Path], grayscale: bool = False) -> Case:
+def read_input_case(case_id: str, files: list[Path], data: DataConfig) -> Case:
+    """One input case in the form of the model's training data: a model trained on the h5 layout gets volumes in
+    its files' axis order and intensity normalisation (:func:`semiseg.data.h5layout.as_stored`); the case's meta
+    keeps the file's geometry (:func:`written_order` brings a prediction back to it)."""
     if file_ending(files[0]) in IMAGE2D_ENDINGS:
-        img = read_image2d(files[0], grayscale)[:, None]
+        img = read_image2d(files[0], data.folder2d.grayscale)[:, None]
         return Case(case_id, img, None, (1.0, 1.0, 1.0), case_id, {"source": str(files[0]), "is_2d": True})
     arrays, spacing, meta = [], None, {}
     for f in sorted(files):
@@ -50,7 +55,13 @@ def read_input_case(case_id: str, files: list[Path], grayscale: bool = False) ->
         arrays.extend([arr] if arr.ndim == 3 else list(arr))
         if spacing is None:
             spacing, meta = sp, m
-    return Case(case_id, np.stack(arrays).astype(np.float32), None, spacing, case_id, meta)  # type: ignore[arg-type]
+    case = Case(case_id, np.stack(arrays).astype(np.float32), None, spacing, case_id, meta)  # type: ignore[arg-type]
+    return as_stored(case, data.h5) if data.layout == "h5" else case
+
+
+def written_order(prediction: np.ndarray, data: DataConfig) -> np.ndarray:
+    """A volume's label map from the model's axis order back to the (z, y, x) of the file it was read from."""
+    return to_stored_order(prediction, data.h5) if data.layout == "h5" else prediction
 
 
 def check_output_location(inp: Path, out: Path) -> None:
@@ -91,7 +102,6 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
     existing = [p for p in planned.values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(f"{len(existing)} output file(s) exist already (e.g. {existing[0]}); use --overwrite")
-    grayscale = model.cfg.data.folder2d.grayscale
     written: list[Path] = []
     failures: list[str] = []
     for cid, files in groups.items():
@@ -99,7 +109,7 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
         if warning:
             say(f"warning: {warning}")
         try:
-            written.append(_predict_one(model, cid, files, planned[cid], grayscale, device))
+            written.append(_predict_one(model, cid, files, planned[cid], device))
         except Exception as exc:  # one unreadable input must not stop the others
             failures.append(f"{files[0]}: {exc}")
             say(f"failed: {files[0]}: {exc}")
@@ -109,13 +119,15 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
     return written
 
 
-def _predict_one(model: Any, cid: str, files: list[Path], target: Path, grayscale: bool, device: str) -> Path:
-    case = read_input_case(cid, files, grayscale)
+def _predict_one(model: Any, cid: str, files: list[Path], target: Path, device: str) -> Path:
+    case = read_input_case(cid, files, model.cfg.data)
     pred, _ = predict_case(model, case, device)
     if target.suffix == ".png":
         scale = 255 if model.info.num_classes == 2 else 1
         write_png(pred[0], target, scale)
-    elif "affine" in case.meta:
+        return target
+    pred = written_order(pred, model.cfg.data)
+    if "affine" in case.meta:
         write_nifti_like(pred, target, case.meta)
     else:
         import SimpleITK as sitk
