@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_resume)
 
     s = sub.add_parser("predict", help="segment new scans, keeping the input geometry")
-    s.add_argument("model", help="run folder (uses checkpoint_best.pt) or checkpoint file")
+    s.add_argument("model", help="run folder (its checkpoint_best.pt: the model selected on validation data; else checkpoint_final.pt) or a checkpoint file")
     s.add_argument("input", help="image file or folder")
     s.add_argument("output", help="output folder (not inside the input folder)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
