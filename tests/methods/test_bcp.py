@@ -34,10 +34,12 @@ def test_mix_loss_scores_each_region_with_its_own_labels_and_weight():
 
 
 def test_bidirectional_mixing_images_targets_and_weights(monkeypatch):
+    """Eq. 2-3 as the paper writes them and its code runs them: the batches split in halves a and b; X_in takes
+    labeled a outside and unlabeled a inside, X_out unlabeled b outside and labeled b inside, one mask per index."""
     m = create_method("bcp", ctx(), {"largest_component": False, "unlabeled_weight": 0.5})
     m.eval()
     mask = cuboid_mask(2, (16, 16), 0.5, "center")
-    monkeypatch.setattr(m, "mask", lambda x, n: mask)
+    monkeypatch.setattr(m, "mask", lambda x, n: mask[:n])
     seen = {}
 
     def spy(logits, outside, inside, mk, w_out, w_in):
@@ -46,17 +48,26 @@ def test_bidirectional_mixing_images_targets_and_weights(monkeypatch):
 
     monkeypatch.setattr("semiseg.methods.bcp.mix_loss", spy)
     m.network.register_forward_pre_hook(lambda module, args: seen.__setitem__("inputs", args[0]))
-    x_l, x_u = torch.zeros(2, 1, 16, 16), torch.ones(2, 1, 16, 16)
-    y_l = torch.full((2, 16, 16), 2)
+    x_l = -torch.arange(1.0, 5.0)[:, None, None, None].expand(4, 1, 16, 16).clone()  # labeled images -1 .. -4
+    x_u = 10 * torch.arange(1.0, 5.0)[:, None, None, None].expand(4, 1, 16, 16).clone()  # unlabeled 10 .. 40
+    y_l = torch.stack([torch.full((16, 16), c) for c in (0, 1, 2, 1)])
     m.training_step({"image": x_l, "label": y_l}, {"image": x_u}, 10)
-    inputs = seen["inputs"]
-    x_in, x_out = inputs[:2, 0], inputs[2:, 0]
-    assert (x_in[:, 4:12, 4:12] == 1).all() and x_in.sum() == 2 * 64  # labeled outside, unlabeled inside
-    assert (x_out[:, 4:12, 4:12] == 0).all() and x_out.sum() == 2 * (256 - 64)  # unlabeled outside, labeled inside
+    inputs = seen["inputs"][:, 0]
+    assert inputs.shape[0] == 4  # as many mixed images as labeled ones, each image used once
+    inside, outside = mask[0] == 0, mask[0] == 1
+    for i, (l_img, u_img) in enumerate([(-1, 10), (-2, 20)]):  # X_in: labeled a outside, unlabeled a inside
+        assert (inputs[i][outside] == l_img).all() and (inputs[i][inside] == u_img).all()
+    for i, (u_img, l_img) in enumerate([(30, -3), (40, -4)]):  # X_out: unlabeled b outside, labeled b inside
+        assert (inputs[2 + i][outside] == u_img).all() and (inputs[2 + i][inside] == l_img).all()
     plab = pseudo_labels(torch.softmax(m.teacher(x_u), 1), False)
     (o1, i1, wo1, wi1), (o2, i2, wo2, wi2) = seen["calls"]
-    assert torch.equal(o1, y_l) and torch.equal(i1, plab) and (wo1, wi1) == (1.0, 0.5)  # GT outside (weight 1)
-    assert torch.equal(o2, plab) and torch.equal(i2, y_l) and (wo2, wi2) == (0.5, 1.0)  # GT inside (weight 1)
+    assert torch.equal(o1, y_l[:2]) and torch.equal(i1, plab[:2]) and (wo1, wi1) == (1.0, 0.5)  # GT outside (weight 1)
+    assert torch.equal(o2, plab[2:]) and torch.equal(i2, y_l[2:]) and (wo2, wi2) == (0.5, 1.0)  # GT inside (weight 1)
+    seen.clear()  # one labeled and one unlabeled image: the pair is mixed both ways
+    m.training_step({"image": x_l[:1], "label": y_l[:1]}, {"image": x_u[:1]}, 10)
+    one = seen["inputs"][:, 0]
+    assert (one[0][outside] == -1).all() and (one[0][inside] == 10).all()
+    assert (one[1][outside] == 10).all() and (one[1][inside] == -1).all()
 
 
 def test_pretraining_uses_labeled_copy_paste_then_the_teacher_starts_as_the_student():

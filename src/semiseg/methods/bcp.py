@@ -6,11 +6,12 @@ Two stages in one run (``pretrain_iterations`` steps, then the rest):
    through one zero-centred mask ``M`` (:mod:`semiseg.methods.copy_paste`), ``x = a M + b (1 - M)``, with the
    labels mixed the same way; loss ``(CE + Dice) / 2``.
 2. **Self-training**: a mean teacher (EMA 0.99) initialised from the pre-trained student (copied at the
-   switch, as the paper loads the pre-trained weights into both). Each labeled/unlabeled pair exchanges a
-   cuboid in both directions through the same mask (Eq. 2-3):
+   switch, as the paper loads the pre-trained weights into both). The labeled and the unlabeled batch are
+   each split in halves a and b, and the two directions use different images through the same mask
+   (Eq. 2-3, ``X_in = X^l_j M + X^u_p (1 - M)``, ``X_out = X^u_q M + X^l_i (1 - M)``; the paper's code):
 
-   ``X_in  = x_l M + x_u (1 - M)`` (labeled outside, unlabeled inside),
-   ``X_out = x_u M + x_l (1 - M)`` (unlabeled outside, labeled inside),
+   ``X_in  = x_l,a M + x_u,a (1 - M)`` (labeled outside, unlabeled inside),
+   ``X_out = x_u,b M + x_l,b (1 - M)`` (unlabeled outside, labeled inside),
 
    supervised by the ground truth and the teacher's pseudo-labels (argmax of its prediction on the
    unlabeled image, reduced to each class's largest connected component as the paper's code does) mixed
@@ -18,9 +19,11 @@ Two stages in one run (``pretrain_iterations`` steps, then the rest):
    paper's code): the region that comes from the unlabeled image weighs ``unlabeled_weight`` (alpha = 0.5,
    Eq. 6-8), the labeled one 1, in both the CE and the Dice term.
 
-The mask covers ``mask_ratio`` = 2/3 of every edge at a random position. Validation and prediction use the
-student (the paper evaluates the student). Without an unlabeled batch the self-training stage is the
-pre-training loss.
+so the student sees as many mixed images as there are labeled ones, each image in one of them. The mask covers
+``mask_ratio`` = 2/3 of every edge at a random position; ``X_in[i]`` and ``X_out[i]`` share mask ``i`` (the code
+draws one position per batch; one per pair varies more). With one labeled or unlabeled image the pair is mixed
+both ways. Validation and prediction use the student (the paper evaluates the student). Without an unlabeled
+batch the self-training stage is the pre-training loss.
 """
 
 from __future__ import annotations
@@ -102,15 +105,17 @@ class BCP(StudentTeacherMethod):
             return self.pretrain_step(labeled)
         x_l, y_l, x_u = labeled["image"], labeled["label"].long(), unlabeled["image"]
         n = min(x_l.shape[0], x_u.shape[0])
-        x_l, y_l, x_u = x_l[:n], y_l[:n], x_u[:n]
+        h = max(n // 2, 1)
+        a_, b_ = slice(0, h), (slice(h, 2 * h) if n > 1 else slice(0, 1))  # halves a and b (one pair: both ways)
         with torch.no_grad():
-            plab = pseudo_labels(torch.softmax(self.teacher(x_u).float(), 1), p.largest_component)
-        m = self.mask(x_l, n)
-        x_in, x_out = mix(x_l, x_u, m), mix(x_u, x_l, m)  # Eq. 2-3: labeled outside / unlabeled outside
+            plab = pseudo_labels(torch.softmax(self.teacher(x_u[: 2 * h]).float(), 1), p.largest_component)
+        plab_a, plab_b = plab[a_], plab[b_]
+        m = self.mask(x_l, h)
+        x_in, x_out = mix(x_l[a_], x_u[a_], m), mix(x_u[b_], x_l[b_], m)  # Eq. 2-3: labeled / unlabeled outside
         logits = self.network(torch.cat([x_in, x_out])).float()
-        a = p.unlabeled_weight
-        l_in = mix_loss(logits[:n], y_l, plab, m, 1.0, a)  # Eq. 4, 6: ground truth outside, pseudo-labels inside
-        l_out = mix_loss(logits[n:], plab, y_l, m, a, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
+        w = p.unlabeled_weight
+        l_in = mix_loss(logits[:h], y_l[a_], plab_a, m, 1.0, w)  # Eq. 4, 6: ground truth outside, pseudo-labels inside
+        l_out = mix_loss(logits[h:], plab_b, y_l[b_], m, w, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
         loss = l_in + l_out
         return {"loss": loss, "inward": l_in.detach(), "outward": l_out.detach()}
 
