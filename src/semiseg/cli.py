@@ -70,7 +70,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
     from semiseg.evaluation.predict import predict_path
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
-    written = predict_path(Path(a.model), Path(a.input), Path(a.output), dev, a.overwrite)
+    written = predict_path(Path(a.model), Path(a.input), Path(a.output), dev, a.overwrite,
+                           postprocess="largest_component" if a.largest_component else "none")
     print(f"wrote {len(written)} prediction(s) to {a.output}")
 
 
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("output", help="output folder (not inside the input folder)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.add_argument("--largest-component", action="store_true",
+                   help="keep each class's largest connected component (the LA literature's post-processing)")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("evaluate", help="Dice/Jaccard/HD95/ASD per case and class (medpy definitions) + summary")

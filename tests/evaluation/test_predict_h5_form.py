@@ -63,7 +63,7 @@ def _la_release_like(root: Path, shape=(24, 20, 16), n_train=4, n_test=1) -> dic
     return raw
 
 
-def test_a_new_nifti_scan_reaches_an_la_model_as_its_training_files_did(tmp_path):
+def test_a_new_nifti_scan_reaches_an_la_model_as_its_training_files_did(tmp_path, monkeypatch):
     from semiseg.data.layout import open_layout
     from semiseg.engine.trainer import Trainer
     from semiseg.evaluation.export import export_model
@@ -96,6 +96,16 @@ def test_a_new_nifti_scan_reaches_an_la_model_as_its_training_files_did(tmp_path
     written = nib.load(tmp_path / "out" / "C4.nii.gz")
     assert np.allclose(written.affine, affine) and written.shape == raw["C4"].shape
     assert np.array_equal(np.asarray(written.dataobj), label_h5)  # in the scan's own (x, y, z) geometry
+
+    blobs = np.zeros_like(label_h5)  # --largest-component: a 27-voxel blob and a 1-voxel island
+    blobs[2:5, 2:5, 2:5], blobs[20, 15, 10] = 1, 1
+    import semiseg.evaluation.predict as predict_module
+
+    monkeypatch.setattr(predict_module, "predict_case", lambda m, c, d: (blobs.copy(), None))
+    predict_path(tmp_path / "run", tmp_path / "scans", tmp_path / "lcc", say=lambda m: None, postprocess="largest_component")
+    kept = np.asarray(nib.load(tmp_path / "lcc" / "C4.nii.gz").dataobj)
+    assert kept.sum() == 27 and kept[20, 15, 10] == 0
+    monkeypatch.undo()
 
     meta_json = (export_model(tmp_path / "run", tmp_path / "export")["preprocessing"]).read_text()
     assert "(C, X, Y, Z)" in meta_json and "zscore per volume" in meta_json

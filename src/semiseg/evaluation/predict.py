@@ -22,7 +22,8 @@ from semiseg.data.case import Case
 from semiseg.data.h5layout import as_stored, to_stored_order
 from semiseg.data.io import IMAGE2D_ENDINGS, ITK_ENDINGS, NIFTI_ENDINGS, file_ending, read_image2d, read_volume, strip_ending, write_nifti_like, write_png
 from semiseg.errors import ConfigError, DatasetError
-from semiseg.evaluation.run_eval import load_model, predict_case
+from semiseg.evaluation.postprocess import largest_component_per_class
+from semiseg.evaluation.run_eval import POSTPROCESS, load_model, predict_case
 
 _CHANNEL = re.compile(r"^(.*)_(\d{4})$")
 
@@ -82,13 +83,16 @@ def input_kind_warning(model_layout: str, files: list[Path]) -> str | None:
 
 
 def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", overwrite: bool = False,
-                 say: Callable[[str], None] | None = None) -> list[Path]:
+                 say: Callable[[str], None] | None = None, postprocess: str = "none") -> list[Path]:
     """Predict every input case; a case that fails is reported and the others are still written.
+    ``postprocess``: ``largest_component`` keeps each class's largest connected component (as ``evaluate`` does).
 
     Raises :class:`DatasetError` naming every failed input after the rest are written.
     """
     inp, out = Path(inp), Path(out)
     say = say or (lambda m: print(m, file=sys.stderr))
+    if postprocess not in POSTPROCESS:
+        raise ConfigError(f"unknown post-processing '{postprocess}'; choose {' or '.join(POSTPROCESS)}")
     if not inp.exists():
         raise DatasetError(f"input '{inp}' does not exist")
     check_output_location(inp, out)
@@ -109,7 +113,7 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
         if warning:
             say(f"warning: {warning}")
         try:
-            written.append(_predict_one(model, cid, files, planned[cid], device))
+            written.append(_predict_one(model, cid, files, planned[cid], device, postprocess))
         except Exception as exc:  # one unreadable input must not stop the others
             failures.append(f"{files[0]}: {exc}")
             say(f"failed: {files[0]}: {exc}")
@@ -119,9 +123,11 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
     return written
 
 
-def _predict_one(model: Any, cid: str, files: list[Path], target: Path, device: str) -> Path:
+def _predict_one(model: Any, cid: str, files: list[Path], target: Path, device: str, postprocess: str = "none") -> Path:
     case = read_input_case(cid, files, model.cfg.data)
     pred, _ = predict_case(model, case, device)
+    if postprocess == "largest_component":
+        pred = largest_component_per_class(pred, model.info.num_classes)
     if target.suffix == ".png":
         scale = 255 if model.info.num_classes == 2 else 1
         write_png(pred[0], target, scale)
