@@ -83,13 +83,16 @@ def test_la_root_from_an_environment_variable(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["la3d_hybrid_colearning", "la3d_voxel_adversarial"])
-def test_seed_methods_train_on_la_and_score_in_mm_and_voxels(tmp_path, preset):
+@pytest.mark.parametrize("preset, extra", [
+    ("la3d_hybrid_colearning", []), ("la3d_voxel_adversarial", []),
+    ("la3d_bcp", ["method.params.pretrain_iterations=1", "optim.hold_iterations=1"]),  # both of BCP's stages
+])
+def test_seed_methods_train_on_la_and_score_in_mm_and_voxels(tmp_path, preset, extra):
     from semiseg.evaluation.run_eval import evaluate_run
 
     make_la_like(tmp_path)
     cfg = load_config(preset, la_overrides(tmp_path, "data.preprocessing.target_spacing=[1.25,1.25,1.25]",
-                                           "data.patch_size=[16,16,16]", "eval.sw_overlap=[0.5,0.5,0.25]"))
+                                           "data.patch_size=[16,16,16]", "eval.sw_overlap=[0.5,0.5,0.25]", *extra))
     result = Trainer(cfg, tmp_path / "run").fit()
     assert result["step"] == 2 and result["select_by"] == "last"
     assert not (tmp_path / "run" / "checkpoint_best.pt").exists()  # no selection: the final checkpoint is the model

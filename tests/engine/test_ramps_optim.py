@@ -29,6 +29,12 @@ def test_lr_schedules():
     assert lr_factor(50, 100, cos) == pytest.approx(0.5)
     warm = OptimConfig(schedule="constant", warmup_iterations=4)
     assert [lr_factor(i, 100, warm) for i in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    # BCP on LA: 2000 pre-training iterations at 0.01, then /10 every 2500 of the self-training's own count
+    held = OptimConfig(schedule="step", step_size=2500, step_gamma=0.1, hold_iterations=2000)
+    assert [lr_factor(i, 17000, held) for i in (0, 1999, 2000, 4499, 4500, 7000)] == pytest.approx(
+        [1.0, 1.0, 1.0, 1.0, 0.1, 0.01])
+    held_poly = OptimConfig(schedule="poly", poly_power=1.0, hold_iterations=50)
+    assert lr_factor(49, 100, held_poly) == 1.0 and lr_factor(75, 100, held_poly) == pytest.approx(0.5)
 
 
 def test_scheduler_drives_optimizer_lr():

@@ -185,6 +185,10 @@ class OptimConfig(_Strict):
     step_size: int = Field(2500, ge=1)
     step_gamma: float = Field(0.1, gt=0, le=1)
     warmup_iterations: int = Field(0, ge=0)
+    hold_iterations: int = Field(0, ge=0)
+    """Iterations at the base learning rate before the schedule (and its warm-up) starts from its own step 0 over
+    the remaining iterations: a method's first stage that the paper trains with its own optimizer (BCP's
+    pre-training, whose self-training schedule counts from the switch)."""
     grad_clip: float | None = Field(None, gt=0)
 
 

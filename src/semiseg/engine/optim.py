@@ -20,7 +20,11 @@ def build_optimizer(params: Iterable[Any], cfg: OptimConfig) -> torch.optim.Opti
 
 
 def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based) of ``total`` iterations."""
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total`` iterations; the first
+    ``hold_iterations`` steps keep the base rate and the schedule runs over the rest from its own step 0."""
+    if step < cfg.hold_iterations:
+        return 1.0
+    step, total = step - cfg.hold_iterations, max(total - cfg.hold_iterations, 1)
     if cfg.warmup_iterations > 0 and step < cfg.warmup_iterations:
         return (step + 1) / cfg.warmup_iterations
     s, n = step - cfg.warmup_iterations, max(total - cfg.warmup_iterations, 1)
