@@ -23,7 +23,7 @@ from semiseg.data.h5layout import as_stored, to_stored_order
 from semiseg.data.io import IMAGE2D_ENDINGS, ITK_ENDINGS, NIFTI_ENDINGS, file_ending, read_image2d, read_volume, strip_ending, write_nifti_like, write_png
 from semiseg.errors import ConfigError, DatasetError
 from semiseg.evaluation.postprocess import largest_component_per_class
-from semiseg.evaluation.run_eval import POSTPROCESS, load_model, predict_case
+from semiseg.evaluation.run_eval import load_model, postprocess_variants, predict_case
 
 _CHANNEL = re.compile(r"^(.*)_(\d{4})$")
 
@@ -91,8 +91,7 @@ def predict_path(model_path: Path, inp: Path, out: Path, device: str = "cpu", ov
     """
     inp, out = Path(inp), Path(out)
     say = say or (lambda m: print(m, file=sys.stderr))
-    if postprocess not in POSTPROCESS:
-        raise ConfigError(f"unknown post-processing '{postprocess}'; choose {' or '.join(POSTPROCESS)}")
+    postprocess_variants(postprocess)
     if not inp.exists():
         raise DatasetError(f"input '{inp}' does not exist")
     check_output_location(inp, out)

@@ -75,6 +75,15 @@ def predict_case(model: LoadedModel, raw: Case, device: torch.device | str = "cp
 POSTPROCESS = ("none", "largest_component")
 
 
+def postprocess_variants(postprocess: str | Sequence[str]) -> list[str]:
+    """The post-processing choices as a list; a :class:`ConfigError` for an unknown one (or none)."""
+    variants = [postprocess] if isinstance(postprocess, str) else list(postprocess)
+    unknown = [v for v in variants if v not in POSTPROCESS]
+    if unknown or not variants:
+        raise ConfigError(f"unknown post-processing {unknown}; choose {' or '.join(POSTPROCESS)}")
+    return variants
+
+
 def eval_dir_name(split: str, postprocess: str = "none") -> str:
     """``eval_{split}``, or ``eval_{split}_lcc`` for predictions reduced to their largest connected component."""
     return f"eval_{split}" if postprocess == "none" else f"eval_{split}_lcc"
@@ -94,10 +103,7 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best", device
     case, each into its own folder (``out_dir`` then applies to the first), and the first is returned
     (all of them under ``"variants"``).
     """
-    variants = [postprocess] if isinstance(postprocess, str) else list(postprocess)
-    unknown = [v for v in variants if v not in POSTPROCESS]
-    if unknown or not variants:
-        raise ConfigError(f"unknown post-processing {unknown}; choose {' or '.join(POSTPROCESS)}")
+    variants = postprocess_variants(postprocess)
     run_dir = Path(run_dir)
     model = load_model(run_dir, device, which)
     splits = Splits.load(run_dir / "splits.json")
