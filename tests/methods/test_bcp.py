@@ -99,3 +99,27 @@ def test_pseudo_labels_keep_each_classes_largest_component():
     plab = pseudo_labels(probs, True)
     assert plab.sum() == 9 and plab[0, 4, 4] == 1 and plab[0, 0, 0] == 0
     assert pseudo_labels(probs, False).sum() == 13
+
+
+def test_self_training_starts_with_a_new_optimizer(msd_dataset, tmp_path):
+    """The paper's code builds a new SGD for self-training: the momentum of pre-training is cleared at the
+    switch (after step index 1 here) and only there."""
+    from semiseg.config import load_config
+    from semiseg.engine.trainer import Trainer
+    from tests.conftest import tiny_overrides
+
+    ov = tiny_overrides(msd_dataset) + ["train.device=cpu", "train.iterations=4", "method.name=bcp",
+                                        "method.params={pretrain_iterations: 2}", "train.unlabeled_batch_size=2",
+                                        "split.unlabeled=rest"]
+    trainer = Trainer(load_config("synthbrain2d_supervised", ov), tmp_path / "run")
+    states: list[int] = []
+    original = trainer._train_step
+
+    def record(labeled, unlabeled):
+        out = original(labeled, unlabeled)
+        states.append(len(trainer.optimizers["main"].state))  # parameters with momentum buffers after this step
+        return out
+
+    trainer._train_step = record
+    trainer.fit()
+    assert states[0] > 0 and states[1] == 0 and states[2] == states[0] == states[3]

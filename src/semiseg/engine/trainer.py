@@ -362,6 +362,9 @@ class Trainer:
         self.bad_steps = 0
         with self._phase("after step (EMA updates)"):
             self.method.on_after_step(self.step)
+            if self.method.restarts_optimizers_after(self.step):
+                for opt in self.optimizers.values():
+                    opt.state.clear()
         return {k: float(torch.as_tensor(v).detach().float().mean()) for k, v in out.items()}
 
     # --------------------------------------------------------------- validation

@@ -15,6 +15,7 @@ engine owns the loop, devices, precision, checkpoints, validation and logs.
   ``self.optimize(loss, name)`` inside ``training_step``; the engine does the
   backward pass, AMP scaling, clipping, the non-finite check and the step.
 - ``on_after_step(step)``: after the optimizer steps (EMA updates).
+- ``restarts_optimizers_after(step)``: a new stage that starts with fresh optimizers (BCP's self-training).
 - ``inference_network()``: the network used for validation and prediction.
 - ``member_networks()``: every segmentation network it holds (default: its attributes that are one).
 """
@@ -102,6 +103,11 @@ class Method(nn.Module):
 
     def on_after_step(self, step: int) -> None:
         return None
+
+    def restarts_optimizers_after(self, step: int) -> bool:
+        """True where a paper starts a new optimizer after step ``step`` (0-based; a new stage of training):
+        the engine then clears every optimizer's state (momentum, Adam moments); rates follow the schedule."""
+        return False
 
     def inference_network(self) -> SegmentationNetwork:
         raise NotImplementedError

@@ -6,7 +6,8 @@ Two stages in one run (``pretrain_iterations`` steps, then the rest):
    through one zero-centred mask ``M`` (:mod:`semiseg.methods.copy_paste`), ``x = a M + b (1 - M)``, with the
    labels mixed the same way; loss ``(CE + Dice) / 2``.
 2. **Self-training**: a mean teacher (EMA 0.99) initialised from the pre-trained student (copied at the
-   switch, as the paper loads the pre-trained weights into both). The labeled and the unlabeled batch are
+   switch, as the paper loads the pre-trained weights into both), trained by a new optimizer (the engine
+   clears the optimizer state at the switch, as the paper's code builds a new SGD). The labeled and the unlabeled batch are
    each split in halves a and b, and the two directions use different images through the same mask
    (Eq. 2-3, ``X_in = X^l_j M + X^u_p (1 - M)``, ``X_out = X^u_q M + X^l_i (1 - M)``; the paper's code):
 
@@ -118,6 +119,9 @@ class BCP(StudentTeacherMethod):
         l_out = mix_loss(logits[h:], plab_b, y_l[b_], m, w, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
         loss = l_in + l_out
         return {"loss": loss, "inward": l_in.detach(), "outward": l_out.detach()}
+
+    def restarts_optimizers_after(self, step: int) -> bool:
+        return step + 1 == self.params.pretrain_iterations  # type: ignore[attr-defined]
 
     def on_after_step(self, step: int) -> None:
         p: BCPParams = self.params  # type: ignore[assignment]
