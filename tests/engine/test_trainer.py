@@ -80,6 +80,11 @@ def test_bad_dataset_stops_before_training(tmp_path):
     with pytest.raises(DatasetError, match="case01"):
         Trainer(_cfg(root), run).fit()
     assert not (run / "checkpoint_latest.pt").exists()
+    # once the input is fixed, the same command starts in the folder of the failed start
+    fixed = write_msd(tmp_path / "fixed", n_cases=6)
+    assert Trainer(_cfg(fixed), run).fit()["step"] > 0
+    with pytest.raises(ConfigError, match="already exists"):  # a folder that trained is never replaced silently
+        Trainer(_cfg(fixed), run)
 
 
 class _NaNMethod(Supervised):

@@ -27,15 +27,28 @@ def foreign_entries(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.name not in own)
 
 
+BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "train.log", "environment.json", "splits.json"})
+"""What a start writes before its data and network are set up: a folder holding only these never trained."""
+
+
+def failed_start(path: Path) -> bool:
+    """A run folder whose start stopped before training (a bad data root, a corrupt case): the marker and
+    nothing but the files written before setup, so starting again in it loses nothing."""
+    return (path / MARKER).is_file() and {p.name for p in path.iterdir()} <= BEFORE_TRAINING
+
+
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     """Create ``path`` and mark it as a run folder.
 
-    An existing non-empty folder is an error unless ``overwrite``; then only a folder that carries the
-    run marker and holds nothing but what semiseg writes is emptied (a user's files are never deleted).
+    An existing non-empty folder is an error unless ``overwrite`` or it is a :func:`failed_start`; then
+    only a folder that carries the run marker and holds nothing but what semiseg writes is emptied (a
+    user's files are never deleted).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run folder '{path}' exists and is not a folder")
+    if path.exists() and any(path.iterdir()) and not overwrite and failed_start(path):
+        overwrite = True  # the same command works again once the input is fixed
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise ConfigError(f"run folder '{path}' already exists; use --overwrite to replace it or 'semiseg resume {path}'")
