@@ -49,6 +49,22 @@ def test_extends_merges_over_base(tmp_path):
     assert cfg.optim.lr == 0.123 and cfg.optim.name == "adam" and cfg.data.spatial_dims == 2
 
 
+def test_params_of_another_method_are_not_inherited(tmp_path):
+    """la3d_supervised's params (dice_background) belong to 'supervised': a preset or an override naming
+    another method starts from that method's defaults; one naming the same method keeps them."""
+    assert load_config("la3d_supervised").method.params == {"dice_background": False}
+    assert "dice_background" not in load_config("la3d_bcp").method.params  # bcp has no such parameter
+    f = tmp_path / "child.yaml"
+    f.write_text("extends: la3d_supervised\nmethod: {name: hybrid_colearning}\n")
+    assert load_config(f).method.params == {}
+    assert load_config("la3d_supervised", ["method.name=bcp"]).method.params == {}
+    assert load_config("la3d_supervised", ["method.name=bcp", "method.params.mask_ratio=0.5"]).method.params == {"mask_ratio": 0.5}
+    assert load_config("la3d_supervised", ["method.name=supervised"]).method.params == {"dice_background": False}
+    same = tmp_path / "same.yaml"
+    same.write_text("extends: la3d_supervised\nmethod: {name: supervised, params: {ce_weight: 1.0}}\n")
+    assert load_config(same).method.params == {"dice_background": False, "ce_weight": 1.0}
+
+
 def test_apply_overrides_creates_nested():
     d = apply_overrides({}, ["a.b.c=3"])
     assert d == {"a": {"b": {"c": 3}}}

@@ -50,6 +50,25 @@ def test_ce_dice_weights():
     torch.testing.assert_close(loss, 0.5 * terms["ce"] + 0.5 * terms["dice"])
 
 
+def test_foreground_dice_equals_the_la_codes_binary_dice():
+    """``include_background=False`` on two classes is UA-MT's LA loss ``dice_loss(p[:, 1], y == 1)``
+    (code/utils/losses.py: 1 - (2 sum(s t) + 1e-5) / (sum(s^2) + sum(t^2) + 1e-5))."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 4, 3)
+    lab = torch.randint(0, 2, (2, 4, 4, 3))
+    score, target = torch.softmax(logits, 1)[:, 1], (lab == 1).float()
+    reference = 1 - (2 * (score * target).sum() + 1e-5) / ((score * score).sum() + (target * target).sum() + 1e-5)
+    loss, terms = ce_dice_loss(logits, lab, 0.5, 0.5, include_background=False)
+    torch.testing.assert_close(terms["dice"], reference)
+    torch.testing.assert_close(loss, 0.5 * F.cross_entropy(logits, lab) + 0.5 * reference)
+    _, both = ce_dice_loss(logits, lab, 0.5, 0.5)
+    assert not torch.allclose(both["dice"], reference)
+    from semiseg.methods.base import SupervisedLossParams, supervised_loss  # what every baseline's params reach
+
+    _, via_params = supervised_loss(logits, lab, SupervisedLossParams(dice_background=False))
+    torch.testing.assert_close(via_params["dice"], reference)
+
+
 def test_kl_divergence_zero_for_identical_and_equals_hand_computation():
     from semiseg.losses import kl_divergence
 

@@ -72,15 +72,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
+        if parts == ["method", "name"] and value != node.get("name"):
+            node.pop("params", None)  # another method: the params set so far were the previous method's
         node[parts[-1]] = value
     return data
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def _other_method(base: dict[str, Any], top: dict[str, Any]) -> bool:
+    """``top`` names a method other than ``base``'s (both are ``method`` sections)."""
+    return "name" in top and top["name"] != base.get("name")
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any], section: str = "") -> dict[str, Any]:
+    """``top`` merged over ``base``; a ``method`` section that names another method does not inherit the base
+    method's ``params`` (they are that method's)."""
     out = dict(base)
+    if section == "method" and _other_method(base, top):
+        out.pop("params", None)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = _merge(out[key], value, key if not section else f"{section}.{key}")
         else:
             out[key] = value
     return out

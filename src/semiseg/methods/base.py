@@ -44,6 +44,11 @@ class SupervisedLossParams(MethodParams):
 
     ce_weight: float = 0.5
     dice_weight: float = 0.5
+    dice_background: bool = True
+    """Average the Dice loss over every class, background included (SSL4MIS's ``DiceLoss``, the ACDC code of
+    the literature), or over the foreground classes only (``false``: the LA code of UA-MT and the methods built
+    on it -- SASSNet, DTC, MC-Net, SS-Net -- scores ``dice_loss(p[:, 1], y == 1)``; with two classes the
+    background term would halve the supervised Dice against every other term)."""
 
 
 def joint_batch(labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, int]:
@@ -57,7 +62,7 @@ def supervised_loss(logits: torch.Tensor, label: torch.Tensor, params: Supervise
     """``ce_weight * CE + dice_weight * Dice`` of the labeled part (see :func:`semiseg.losses.ce_dice_loss`)."""
     from semiseg.losses import ce_dice_loss
 
-    return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight)
+    return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight, params.dice_background)
 
 
 def constant_adam(lr: float, betas: tuple[float, float]) -> dict[str, Any]:
