@@ -129,6 +129,23 @@ def test_ua_mt_threshold_ramp_and_mask():
     assert set(mask.unique().tolist()) <= {0.0, 1.0} and 0 <= float(extra["certain_fraction"]) <= 1
 
 
+def test_ua_mt_target_is_one_teacher_pass_and_the_mc_mean_only_measures_uncertainty():
+    """UA-MT's code: ``consistency_criterion(outputs, ema_output)`` with ``ema_output`` one noisy teacher pass;
+    the T = 8 MC passes give the entropy that masks it."""
+    m = create_method("ua_mt", ctx(), {"mc_samples": 3})
+    x = torch.zeros(1, 1, 4, 4)
+    sure = [torch.full((1, C, 4, 4), -4.0).index_fill(1, torch.tensor([c]), 4.0) for c in range(C)]
+    passes = [torch.cat(sure), sure[1]]  # the 3 MC samples (one batch), each sure of another class; the target pass
+    m.teacher.forward = lambda inp: passes.pop(0)
+    target, mask, extra = m.consistency_target(x, 0)
+    torch.testing.assert_close(target, torch.softmax(sure[1], 1))  # the single pass, not the MC mean
+    from semiseg.losses import entropy
+
+    mean = sum(torch.softmax(t, 1) for t in sure) / C  # confident samples that disagree: maximal uncertainty
+    assert float(entropy(mean).min()) > uncertainty_threshold(0, 100, C)
+    assert float(mask.sum()) == 0 and not passes
+
+
 def test_cps_loss_by_hand():
     m = _eval(create_method("cps", ctx(), {"cps_rampup": "none", "cps_weight": 0.5}))
     lab, unl = batches()

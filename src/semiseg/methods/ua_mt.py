@@ -4,7 +4,9 @@ A mean teacher (:mod:`semiseg.methods.mean_teacher`) whose consistency target is
 teacher's uncertainty: ``mc_samples`` stochastic teacher passes (dropout active, fresh input noise
 each) give a mean prediction; its entropy ``u`` is the uncertainty, and only voxels with
 ``u < H`` count, ``H = (0.75 + 0.25 * sigmoid_rampup(step, total)) * ln(C)`` (the threshold ramp of
-the UA-MT code, from 3/4 to the maximum entropy ``ln C``). The target is the MC mean.
+the UA-MT code, from 3/4 to the maximum entropy ``ln C``). The target is the teacher's prediction on
+the noisy input as in mean teacher (one more pass, the code's ``ema_output``); the MC mean only
+measures the uncertainty.
 """
 
 from __future__ import annotations
@@ -44,4 +46,5 @@ class UAMT(MeanTeacher):
             unc = entropy(mean)
             thr = uncertainty_threshold(step, self.ctx.total_iterations, self.ctx.num_classes, p.threshold_start)
             mask = (unc < thr).float()
-        return mean, mask, {"certain_fraction": mask.mean(), "uncertainty": unc.mean()}
+            target = torch.softmax(self.teacher(input_noise(x, p.noise_std, p.noise_clip)).float(), dim=1)
+        return target, mask, {"certain_fraction": mask.mean(), "uncertainty": unc.mean()}
