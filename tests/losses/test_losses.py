@@ -67,6 +67,10 @@ def test_foreground_dice_equals_the_la_codes_binary_dice():
 
     _, via_params = supervised_loss(logits, lab, SupervisedLossParams(dice_background=False))
     torch.testing.assert_close(via_params["dice"], reference)
+    # SS-Net's LA code: Binary_dice_loss, 1 - 2 sum(s t) / (sum s + sum t)
+    plain = 1 - (2 * (score * target).sum() + 1e-5) / (score.sum() + target.sum() + 1e-5)
+    _, ssnet = supervised_loss(logits, lab, SupervisedLossParams(dice_background=False, dice_squared=False))
+    torch.testing.assert_close(ssnet["dice"], plain)
 
 
 def test_kl_divergence_zero_for_identical_and_equals_hand_computation():

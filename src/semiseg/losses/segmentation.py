@@ -70,10 +70,10 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 
 def ce_dice_loss(
     logits: torch.Tensor, target: torch.Tensor, ce_weight: float = 0.5, dice_weight: float = 0.5,
-    include_background: bool = True,
+    include_background: bool = True, squared: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``ce_weight * CE + dice_weight * Dice`` and its two terms (for logging); the Dice over every class or,
     ``include_background=False``, over the foreground classes (see :func:`dice_loss`)."""
     ce = cross_entropy(logits, target)
-    dc = dice_loss(torch.softmax(logits, dim=1), target, include_background=include_background)
+    dc = dice_loss(torch.softmax(logits, dim=1), target, include_background=include_background, squared=squared)
     return ce_weight * ce + dice_weight * dc, {"ce": ce.detach(), "dice": dc.detach()}

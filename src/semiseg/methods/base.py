@@ -49,6 +49,9 @@ class SupervisedLossParams(MethodParams):
     the literature), or over the foreground classes only (``false``: the LA code of UA-MT and the methods built
     on it -- SASSNet, DTC, MC-Net, SS-Net -- scores ``dice_loss(p[:, 1], y == 1)``; with two classes the
     background term would halve the supervised Dice against every other term)."""
+    dice_squared: bool = True
+    """Dice denominators ``sum p^2 + sum g^2`` (V-Net, UA-MT, SSL4MIS) or ``sum p + sum g`` (``false``: SS-Net's
+    LA code, ``Binary_dice_loss``)."""
 
 
 def joint_batch(labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, int]:
@@ -62,7 +65,8 @@ def supervised_loss(logits: torch.Tensor, label: torch.Tensor, params: Supervise
     """``ce_weight * CE + dice_weight * Dice`` of the labeled part (see :func:`semiseg.losses.ce_dice_loss`)."""
     from semiseg.losses import ce_dice_loss
 
-    return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight, params.dice_background)
+    return ce_dice_loss(logits, label, params.ce_weight, params.dice_weight, params.dice_background,
+                        params.dice_squared)
 
 
 def constant_adam(lr: float, betas: tuple[float, float]) -> dict[str, Any]:

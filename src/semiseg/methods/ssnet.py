@@ -15,7 +15,9 @@
   averaged over the classes.
 
 Loss (the code's): ``Dice_labeled + w(t) (L_vat + 0.1 (L_sep_labeled + L_sep_unlabeled))`` with ``w`` =
-``consistency`` (1 in 3D, 0.1 in 2D) and the sigmoid ramp-up. The memory is part of the method's state
+``consistency`` (1 in 3D, 0.1 in 2D) and the sigmoid ramp-up; ``Dice_labeled`` is the 2D code's Dice over every
+class and the LA code's foreground ``Binary_dice_loss`` with plain sums (``la3d_ssnet``: ``dice_background`` and
+``dice_squared`` false). The memory is part of the method's state
 (saved and resumed).
 """
 
