@@ -6,8 +6,10 @@ convolution and trilinear interpolation; MC-Net+ adds nearest-neighbour), regist
 ``dice_weight`` Dice; the code's ``lamda`` = 0.5 Dice on the LA data). On every image each decoder's
 probabilities are pulled toward every other decoder's sharpened probabilities (Eq. 3 of MC-Net+,
 ``p^(1/T) / sum_j p_j^(1/T)``, T = 0.1, :func:`semiseg.methods.mixup.sharpen`; no gradient through the
-targets) with the MSE: ``L_mc = sum_{i != j} MSE(p_j, sharpen(p_i))`` weighted by ``consistency`` = 0.1 with
-the sigmoid ramp-up (the code's 40 x 150 iterations). Prediction uses the first decoder.
+targets) with the MSE: ``L_mc = sum_{i != j} MSE(p_j, sharpen(p_i))`` weighted by ``consistency`` with the
+sigmoid ramp-up: 0.1 over the run in the 2D code (the default), 1.0 over 40 x 150 iterations in the LA code
+(``la3d_mcnet``, which also scores the foreground's Dice with plain sums, the code's ``Binary_dice_loss``).
+Prediction uses the first decoder.
 """
 
 from __future__ import annotations
