@@ -72,9 +72,18 @@ def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset
     path = _write(tmp_path, msd_dataset, runs, labeled=[1, 2], upper="upper_bound",
                   postprocess=["none", "largest_component"])
     out = tmp_path / "grid"
-    said = []
-    res = run_benchmark(path, out, say=said.append)
+    said, kept_before = [], {}
+    early = tmp_path / "early_records"
+
+    def say(line: str) -> None:  # which records exist when each later run starts: kept run by run, not at the end
+        said.append(line)
+        if "start" in line:
+            kept_before[line.split()[-1]] = sorted(str(p.parent.relative_to(early)) for p in early.rglob("benchmark_time.json"))
+
+    res = run_benchmark(path, out, say=say, records=early)
     assert "3 runs, 0 already complete" in said[0]
+    last = [line.split()[-1] for line in said if "start" in line][-1]
+    assert len(kept_before[last]) == 2, kept_before
     assert sum("start  once/seed_0/upper_bound" in line for line in said) == 1  # trained once, shown in both cells
     once = out / "once" / "seed_0" / "upper_bound"
     assert (once / "eval_test" / "summary.csv").is_file() and (once / "eval_test_lcc" / "summary.csv").is_file()
@@ -100,6 +109,18 @@ def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset
     cfg_file.write_text(cfg_file.read_text().replace("iterations: 2", "iterations: 3"))
     stale = run_benchmark(path, tmp_path / "fresh", say=said.append, report_only=True)
     assert len(stale["rows"]) == 4 and {r["run"] for r in stale["rows"]} == {"lower_bound"}
+    # a stale record is replaced by the current run's record (not kept because it is complete)
+    rec_cfg = rec / "once" / "seed_0" / "upper_bound" / "config.yaml"
+    rec_cfg.write_text(rec_cfg.read_text().replace("iterations: 2", "iterations: 3"))
+    run_benchmark(path, out, say=said.append, report_only=True, records=rec)
+    assert "iterations: 2" in rec_cfg.read_text() and "iterations: 3" not in rec_cfg.read_text()
+    # a finished run of another configuration, with its weights, is never deleted to make room for a record
+    out_cfg = once / "config.yaml"
+    out_cfg.write_text(out_cfg.read_text().replace("iterations: 2", "iterations: 3"))
+    said.clear()
+    run_benchmark(path, out, say=said.append, report_only=True, records=rec)
+    assert "iterations: 3" in out_cfg.read_text() and (once / "checkpoint_final.pt").is_file()
+    assert not any("copied" in line for line in said)
     with pytest.raises(ConfigError, match="cannot start from"):
         load_benchmark(_write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"},
                                                       "u": {"preset": "synthbrain2d_supervised", "once": True,

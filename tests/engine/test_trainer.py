@@ -112,7 +112,8 @@ def test_non_finite_loss_skips_step_and_aborts(msd_dataset, tmp_path, caplog):
 
 
 def test_unknown_method_param_rejected_before_work(msd_dataset, tmp_path):
-    with pytest.raises(ConfigError, match="valid params: ce_weight, dice_weight"):
+    expected = "ce_wieght: Extra inputs are not permitted; valid params: ce_weight, dice_background, dice_squared, dice_weight"
+    with pytest.raises(ConfigError, match=expected):
         Trainer(_cfg(msd_dataset, ["method.params={ce_wieght: 1}"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

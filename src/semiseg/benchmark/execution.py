@@ -134,7 +134,8 @@ RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.n
 
 def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) -> int:
     """Copy the record of each job's run folder (``base/rel``) from ``src_root/rel`` to ``dst_root/rel`` when the
-    source is complete and of the planned configuration and the destination is not complete; returns how many."""
+    source is complete and of the planned configuration and the destination is not (absent, interrupted, or a
+    stale record of another configuration, which the current run replaces); returns how many."""
     import shutil
 
     n = 0
@@ -145,10 +146,12 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) ->
         done.add(job.run_dir)
         rel = job.run_dir.relative_to(base)
         src, dst = src_root / rel, dst_root / rel
-        if not is_current(job, src, weights_needed=False) or (dst / "benchmark_time.json").is_file():
+        if not is_current(job, src, weights_needed=False) or is_current(job, dst, weights_needed=False):
             continue
+        if (dst / "checkpoint_final.pt").is_file():
+            continue  # a finished run of another configuration, with its weights: never deleted here
         if dst.exists():
-            shutil.rmtree(dst)  # an interrupted run the record supersedes
+            shutil.rmtree(dst)  # an interrupted run, or a stale record, that the current record supersedes
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
         n += 1
     return n
@@ -165,7 +168,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
     ``records``: a folder of run records (run folders without weights, e.g. committed from an earlier
     machine): complete runs there are copied into the grid first (a run no other run starts from is then
-    not trained again), and the record of every complete run is written there at the end.
+    not trained again), and the record of each run is written there as soon as it is scored (and of every
+    complete run at the end).
     """
     cfg = load_benchmark(config, overrides)
     if jobs:
@@ -230,6 +234,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         j = task.key
         if error is None:
             say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s)")
+            if records is not None:  # kept at once: a grid killed later (a session's end) loses no finished run
+                copy_records(out, Path(records), [j], out)
         else:
             failed[j.run_dir] = error
             say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {error}")
