@@ -18,6 +18,20 @@ def test_dice_loss_hand_computed():
     assert abs(dice_loss(probs, target, eps=0, include_background=False).item() - (1 - 4.2 / 4.62)) < 1e-6
 
 
+def test_dice_loss_per_sample_with_plain_sums_hand_computed():
+    """BCP's LA ``mask_DiceLoss``: one Dice per image and class (p + g in the denominator), averaged."""
+    probs = torch.tensor([[[0.9, 0.2], [0.1, 0.8]], [[0.5, 0.5], [0.5, 0.5]]])  # (2, 2, 2)
+    target = torch.tensor([[0, 1], [1, 1]])
+    # image 1: class 0 1 - 1.8/2.1, class 1 1 - 1.6/1.9; image 2: class 0 (absent) 1 - 0/1, class 1 1 - 2/3
+    expected = ((1 - 1.8 / 2.1) + (1 - 1.6 / 1.9) + 1.0 + (1 - 2 / 3)) / 4
+    got = dice_loss(probs, target, eps=0, squared=False, per_sample=True)
+    assert abs(got.item() - expected) < 1e-6
+    batch = ((1 - 1.8 / 3.1) + (1 - 3.6 / 4.9)) / 2  # the batch form pools both images per class
+    assert abs(dice_loss(probs, target, eps=0, squared=False).item() - batch) < 1e-6
+    fg = ((1 - 1.6 / 1.9) + (1 - 2 / 3)) / 2
+    assert abs(dice_loss(probs, target, eps=0, squared=False, per_sample=True, include_background=False).item() - fg) < 1e-6
+
+
 def test_dice_loss_soft_target_equals_one_hot_target():
     probs = torch.softmax(torch.randn(2, 3, 5, 5), 1)
     lab = torch.randint(0, 3, (2, 5, 5))

@@ -33,6 +33,57 @@ def test_mix_loss_scores_each_region_with_its_own_labels_and_weight():
     torch.testing.assert_close(mix_loss(logits, outside, changed, m, 1.0, 0.5), got)
 
 
+def _bcp_la_mask_dice(logits, target, mask, smooth=1e-5):
+    """BCP's LA ``mask_DiceLoss`` (code/utils/losses.py), written from its code: per image and class, p + g."""
+    n, c = logits.shape[:2]
+    p = torch.softmax(logits, 1).reshape(n, c, -1)
+    t = torch.nn.functional.one_hot(target.reshape(n, -1), c).permute(0, 2, 1).float()
+    m = mask.reshape(n, 1, -1).float()
+    inter, union = (p * t * m).sum(2), ((p + t) * m).sum(2)
+    return 1 - ((2 * inter + smooth) / (union + smooth)).mean()
+
+
+def _bcp_la_mix_loss(logits, img_l, patch_l, mask, l_weight=1.0, u_weight=0.5, unlab=False):
+    """BCP's LA ``mix_loss`` (code/utils/BCP_utils.py)."""
+    image_weight, patch_weight = (u_weight, l_weight) if unlab else (l_weight, u_weight)
+    patch_mask = 1 - mask
+    ce = torch.nn.functional.cross_entropy(logits, img_l, reduction="none")
+    ce_p = torch.nn.functional.cross_entropy(logits, patch_l, reduction="none")
+    dice = _bcp_la_mask_dice(logits, img_l, mask) * image_weight + _bcp_la_mask_dice(logits, patch_l, patch_mask) * patch_weight
+    loss_ce = image_weight * (ce * mask).sum() / (mask.sum() + 1e-16) + patch_weight * (ce_p * patch_mask).sum() / (patch_mask.sum() + 1e-16)
+    return (dice + loss_ce) / 2
+
+
+def test_mix_loss_with_the_la_codes_dice_equals_its_reference():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 2, 8, 8, 4)
+    img_l, patch_l = torch.randint(0, 2, (2, 8, 8, 4)), torch.randint(0, 2, (2, 8, 8, 4))
+    m = cuboid_mask(2, (8, 8, 4), 2 / 3, "random")
+    got = mix_loss(logits, img_l, patch_l, m, 1.0, 0.5, squared=False, per_sample=True)
+    torch.testing.assert_close(got, _bcp_la_mix_loss(logits, img_l, patch_l, m))
+    got_u = mix_loss(logits, patch_l, img_l, m, 0.5, 1.0, squared=False, per_sample=True)
+    torch.testing.assert_close(got_u, _bcp_la_mix_loss(logits, patch_l, img_l, m, unlab=True))
+    assert not torch.allclose(mix_loss(logits, img_l, patch_l, m, 1.0, 0.5), got)  # the ACDC code's form differs
+
+
+def test_la_pretraining_scores_the_mixed_label_as_one_volume(monkeypatch):
+    """The LA code's pre-training: ``(CE + Dice) / 2`` of the whole mixed volume against the mixed label."""
+    m = create_method("bcp", tiny_unet_context(3, classes=2, features=(4, 8)),
+                      {"pretrain_iterations": 5, "pretrain_regions": False, "dice_squared": False,
+                       "dice_per_sample": True})
+    mask = cuboid_mask(1, (8, 8, 8), 0.5, "center")
+    monkeypatch.setattr(m, "mask", lambda x, n: mask[:n])
+    seen = {}
+    m.network.register_forward_hook(lambda module, args, out: seen.__setitem__("logits", out))
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 1, 8, 8, 8), torch.randint(0, 2, (2, 8, 8, 8))
+    loss = m.training_step({"image": x, "label": y}, None, 0)["loss"]
+    logits = seen["logits"].float()
+    mixed = torch.where(mask.bool(), y[:1], y[1:])
+    ref = (torch.nn.functional.cross_entropy(logits, mixed) + _bcp_la_mask_dice(logits, mixed, torch.ones_like(mixed))) / 2
+    torch.testing.assert_close(loss, ref)
+
+
 def test_bidirectional_mixing_images_targets_and_weights(monkeypatch):
     """Eq. 2-3 as the paper writes them and its code runs them: the batches split in halves a and b; X_in takes
     labeled a outside and unlabeled a inside, X_out unlabeled b outside and labeled b inside, one mask per index."""
@@ -42,7 +93,7 @@ def test_bidirectional_mixing_images_targets_and_weights(monkeypatch):
     monkeypatch.setattr(m, "mask", lambda x, n: mask[:n])
     seen = {}
 
-    def spy(logits, outside, inside, mk, w_out, w_in):
+    def spy(logits, outside, inside, mk, w_out, w_in, *dice_form):
         seen.setdefault("calls", []).append((outside, inside, w_out, w_in))
         return logits.sum() * 0.0
 

@@ -31,6 +31,7 @@ def dice_loss(
     squared: bool = True,
     eps: float = 1e-5,
     mask: torch.Tensor | None = None,
+    per_sample: bool = False,
 ) -> torch.Tensor:
     """Soft Dice loss of probabilities ``probs`` (N, C, *S) against index labels or a distribution.
 
@@ -41,20 +42,22 @@ def dice_loss(
         squared: denominators sum p^2 and g^2 (V-Net, literature default) or sum p and g.
         eps: smoothing term added to numerator and denominator.
         mask: optional (N, *S) validity mask; masked-out voxels do not count.
+        per_sample: one Dice per image and class, averaged over both (BCP's LA ``mask_DiceLoss``), instead of
+            one per class over the whole batch.
     """
     target = as_distribution(target, probs.shape[1])
     if mask is not None:
         m = mask.unsqueeze(1).to(probs.dtype)
         probs, target = probs * m, target * m
-    dims = [0] + list(range(2, probs.ndim))
+    dims = ([] if per_sample else [0]) + list(range(2, probs.ndim))
     inter = (probs * target).sum(dims)
     if squared:
         denom = (probs * probs).sum(dims) + (target * target).sum(dims)
     else:
         denom = probs.sum(dims) + target.sum(dims)
-    per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)
+    per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)  # (C,), or (N, C) per sample
     if not include_background:
-        per_class = per_class[1:]
+        per_class = per_class[..., 1:]
     return per_class.mean()
 
 

@@ -18,7 +18,9 @@ Two stages in one run (``pretrain_iterations`` steps, then the rest):
    unlabeled image, reduced to each class's largest connected component as the paper's code does) mixed
    through the same mask (Eq. 4-5). Each source region is scored on its own (:func:`mix_loss`, the
    paper's code): the region that comes from the unlabeled image weighs ``unlabeled_weight`` (alpha = 0.5,
-   Eq. 6-8), the labeled one 1, in both the CE and the Dice term.
+   Eq. 6-8), the labeled one 1, in both the CE and the Dice term. The Dice is the code's: per class over the
+   batch with squared sums for ACDC (``DiceLoss``), per volume and class with plain sums for LA
+   (``mask_DiceLoss``; ``dice_per_sample``, ``dice_squared`` -- the la3d preset sets them).
 
 so the student sees as many mixed images as there are labeled ones, each image in one of them. The mask covers
 ``mask_ratio`` = 2/3 of every edge at a random position; ``X_in[i]`` and ``X_out[i]`` share mask ``i`` (the code
@@ -52,16 +54,29 @@ class BCPParams(MethodParams):
     largest_component: bool = True
     """Reduce the teacher's pseudo-labels to each class's largest connected component (the paper's code)."""
     evaluate: Literal["student", "teacher"] = "student"
+    dice_squared: bool = True
+    """Dice denominators sum p^2 and g^2 (the ACDC code's ``DiceLoss``) or p and g (the LA code's
+    ``mask_DiceLoss``)."""
+    dice_per_sample: bool = False
+    """One Dice per image and class, averaged (the LA code's ``mask_DiceLoss``), or one per class over the
+    batch (the ACDC code's ``DiceLoss``)."""
+    pretrain_regions: bool = True
+    """Pre-training scores each source region on its own (the ACDC code's ``mix_loss``, weights 1 and 1) or
+    the mixed label as one image (the LA code: ``(CE + Dice) / 2`` of the whole mixed volume)."""
 
 
 def mix_loss(logits: torch.Tensor, outside: torch.Tensor, inside: torch.Tensor, mask: torch.Tensor,
-             outside_weight: float, inside_weight: float) -> torch.Tensor:
+             outside_weight: float, inside_weight: float, squared: bool = True,
+             per_sample: bool = False) -> torch.Tensor:
     """BCP's ``mix_loss``: ``(Dice + CE) / 2`` where each source region is scored on its own and weighted:
     ``outside`` labels where ``mask`` is 1 (outside the cuboid), ``inside`` labels where it is 0; the Dice of
-    each region over all classes (background included) and the CE as a mean over the region's voxels."""
+    each region over all classes (background included; ``squared`` and ``per_sample`` as in
+    :func:`~semiseg.losses.dice_loss`) and the CE as a mean over the region's voxels."""
     probs = torch.softmax(logits, dim=1)
     inner = 1.0 - mask
-    dice = outside_weight * dice_loss(probs, outside, mask=mask) + inside_weight * dice_loss(probs, inside, mask=inner)
+    kw = {"squared": squared, "per_sample": per_sample}
+    dice = (outside_weight * dice_loss(probs, outside, mask=mask, **kw)
+            + inside_weight * dice_loss(probs, inside, mask=inner, **kw))
     ce = outside_weight * cross_entropy(logits, outside, mask) + inside_weight * cross_entropy(logits, inside, inner)
     return (dice + ce) / 2
 
@@ -87,17 +102,29 @@ class BCP(StudentTeacherMethod):
     def mask(self, x: torch.Tensor, n: int) -> torch.Tensor:
         return cuboid_mask(n, x.shape[2:], self.params.mask_ratio, "random", x.device)  # type: ignore[attr-defined]
 
+    def loss(self, logits: torch.Tensor, outside: torch.Tensor, inside: torch.Tensor, mask: torch.Tensor,
+             outside_weight: float, inside_weight: float) -> torch.Tensor:
+        """:func:`mix_loss` with this run's Dice form."""
+        p: BCPParams = self.params  # type: ignore[assignment]
+        return mix_loss(logits, outside, inside, mask, outside_weight, inside_weight, p.dice_squared,
+                        p.dice_per_sample)
+
     def pretrain_step(self, labeled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Copy-paste between the two halves of the labeled batch (image i gets a cuboid of image i + n/2)."""
         x, y = labeled["image"], labeled["label"].long()
         half = x.shape[0] // 2
         if half == 0:  # one labeled image: plain supervision
             ones = torch.ones_like(y, dtype=x.dtype)
-            loss = mix_loss(self.network(x).float(), y, y, ones, 1.0, 0.0)
+            loss = self.loss(self.network(x).float(), y, y, ones, 1.0, 0.0)
             return {"loss": loss, "pretrain": loss.detach()}
         m = self.mask(x, half)
         xa, xb, ya, yb = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
-        loss = mix_loss(self.network(mix(xa, xb, m)).float(), ya, yb, m, 1.0, 1.0)
+        logits = self.network(mix(xa, xb, m)).float()
+        if self.params.pretrain_regions:  # type: ignore[attr-defined]
+            loss = self.loss(logits, ya, yb, m, 1.0, 1.0)
+        else:  # the mixed label as one image: one region covering everything
+            ones = torch.ones_like(m)
+            loss = self.loss(logits, mix(ya, yb, m), ya, ones, 1.0, 0.0)
         return {"loss": loss, "pretrain": loss.detach()}
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
@@ -115,8 +142,8 @@ class BCP(StudentTeacherMethod):
         x_in, x_out = mix(x_l[a_], x_u[a_], m), mix(x_u[b_], x_l[b_], m)  # Eq. 2-3: labeled / unlabeled outside
         logits = self.network(torch.cat([x_in, x_out])).float()
         w = p.unlabeled_weight
-        l_in = mix_loss(logits[:h], y_l[a_], plab_a, m, 1.0, w)  # Eq. 4, 6: ground truth outside, pseudo-labels inside
-        l_out = mix_loss(logits[h:], plab_b, y_l[b_], m, w, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
+        l_in = self.loss(logits[:h], y_l[a_], plab_a, m, 1.0, w)  # Eq. 4, 6: ground truth outside, pseudo-labels inside
+        l_out = self.loss(logits[h:], plab_b, y_l[b_], m, w, 1.0)  # Eq. 5, 7: pseudo-labels outside, ground truth inside
         loss = l_in + l_out
         return {"loss": loss, "inward": l_in.detach(), "outward": l_out.detach()}
 
