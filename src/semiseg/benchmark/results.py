@@ -83,17 +83,18 @@ def dice_interval(rows: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def train_seconds(run_dir: Path) -> float:
-    """Training wall time of a complete run: the engine's own count (summed over resumes) from the final
-    checkpoint, else (no checkpoint, or none recorded) the grid's ``benchmark_time.json``; NaN when neither knows."""
+    """Training wall time of a complete run: the grid's ``benchmark_time.json`` (which holds the engine's own
+    count, summed over resumes), else the final checkpoint's count (a run the grid did not score), without
+    loading weights when the small file knows; NaN when neither knows."""
     from semiseg.engine.checkpoint import load_checkpoint
 
-    final = run_dir / "checkpoint_final.pt"
-    secs = load_checkpoint(final).get("train_seconds") if final.is_file() else None
-    if secs:
-        return float(secs)
     timing_path = run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-    return float(timing["train_s"]) if timing.get("train_s", 0) > 0 else float("nan")
+    if timing.get("train_s", 0) > 0:
+        return float(timing["train_s"])
+    final = run_dir / "checkpoint_final.pt"
+    secs = load_checkpoint(final).get("train_seconds") if final.is_file() else None
+    return float(secs) if secs else float("nan")
 
 
 def _method_of(run_dir: Path) -> str:
