@@ -175,6 +175,24 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert "3 runs, 2 selected, 0 of them already complete" in capsys.readouterr().out
     assert "| other | (pending) |" in (out / "results.md").read_text()
     assert main(["benchmark", str(path), "--output", str(out), "--seeds", "0,x"]) == 2
+    # from records (no weights): a run others start from is trained again only when one of them must train
+    rec = tmp_path / "records"
+    run_benchmark(path, out, say=lambda s: None, report_only=True, records=rec)
+    said = []
+    run_benchmark(path, tmp_path / "fresh", say=said.append, records=rec, only={"runs": ["continued"]})
+    assert "2 of them already complete" in said[1] and not any("start" in line for line in said)
+    import shutil
+
+    shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
+    log = rec / "labeled_2" / "seed_0" / "lower_bound" / "train.log"
+    log.write_text(log.read_text() + "MARKER of the earlier record\n")
+    said.clear()
+    run_benchmark(path, tmp_path / "fresh2", say=said.append, records=rec, only={"runs": ["continued"]})
+    started = [line.split()[-1] for line in said if "start" in line]
+    assert started == ["labeled_2/seed_0/lower_bound", "labeled_2/seed_0/continued"]
+    # the retrained run's record replaces the earlier one: it describes the weights `continued` started from
+    assert "MARKER" not in log.read_text()
+    assert (rec / "labeled_2" / "seed_0" / "continued" / "benchmark_time.json").is_file()
 
 
 def test_plan_orders_dependencies_first(tmp_path, msd_dataset):

@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 
 import pytest
@@ -32,6 +33,8 @@ def test_train_2d_writes_complete_run_folder(msd_dataset, tmp_path):
     ck = load_checkpoint(run / "checkpoint_final.pt")
     assert ck["step"] == 6 and ck["dataset"]["num_classes"] == 3 and "inference_state" in ck
     assert ck["optimizers"]["main"]["state"]  # Adam moments saved
+    env = json.loads((run / "environment.json").read_text())
+    assert env["cpu_model"] and env["cpu_capability"] and env["torch"] == torch.__version__
 
 
 def test_train_3d_runs(msd_dataset, tmp_path):

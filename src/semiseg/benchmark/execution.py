@@ -91,7 +91,8 @@ def run_in_workers(jobs: int, pick: Callable[[int], list[Task]], done: Callable[
 
 
 def execute_job(job: Job) -> dict[str, Any]:
-    """Train (or resume) one run, then score its test cases; runs in a worker process."""
+    """Train (or resume) one run, then score its test cases; runs in a worker process. Returns the timing it
+    writes to ``benchmark_time.json`` and ``trained_now`` (False: the run was complete and only scored)."""
     import torch
 
     from semiseg.config import load_config
@@ -125,17 +126,19 @@ def execute_job(job: Job) -> dict[str, Any]:
     if torch.cuda.is_available() and str(resolve_device(cfg.train.device)).startswith("cuda") and not skipped:
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     timing_path.write_text(json.dumps(timing, indent=1))
-    return timing
+    return {**timing, "trained_now": not skipped}
 
 
 RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
 """What a run record leaves out: weights, their temp files, TensorBoard logs, saved predictions."""
 
 
-def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) -> int:
+def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, replace: bool = False) -> int:
     """Copy the record of each job's run folder (``base/rel``) from ``src_root/rel`` to ``dst_root/rel`` when the
     source is complete and of the planned configuration and the destination is not (absent, interrupted, or a
-    stale record of another configuration, which the current run replaces); returns how many."""
+    stale record of another configuration, which the current run replaces); returns how many.
+    ``replace``: also replace a current record (the run was just trained again, e.g. a run others start from
+    whose weights a record does not keep: the record then describes the weights the other runs used)."""
     import shutil
 
     n = 0
@@ -146,7 +149,8 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) ->
         done.add(job.run_dir)
         rel = job.run_dir.relative_to(base)
         src, dst = src_root / rel, dst_root / rel
-        if not is_current(job, src, weights_needed=False) or is_current(job, dst, weights_needed=False):
+        if not is_current(job, src, weights_needed=False) or (
+                not replace and is_current(job, dst, weights_needed=False)):
             continue
         if (dst / "checkpoint_final.pt").is_file():
             continue  # a finished run of another configuration, with its weights: never deleted here
@@ -155,6 +159,31 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path) ->
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
         n += 1
     return n
+
+
+def runs_to_train(train: list[Job], todo: list[Job]) -> list[Job]:
+    """The runs of ``train`` to train, once each, in ``train``'s order: those not complete in their planned
+    configuration (a record -- a run folder without weights, e.g. copied back from another machine or session
+    -- is enough), and a run that a run to train starts from (``init_from``) when its weights are not here."""
+    unique: dict[Path, Job] = {}
+    for j in todo:  # a run trained once per seed appears in every cell of that seed
+        unique.setdefault(j.run_dir, j)
+    chosen = {j.run_dir for j in train}
+    pend = {d for d in chosen if not is_current(unique[d], weights_needed=False)}
+    grew = True
+    while grew:
+        grew = False
+        for d in list(pend):
+            start = unique[d].depends
+            if start is not None and start not in pend and not is_current(unique[start], weights_needed=True):
+                pend.add(start)
+                grew = True
+    pending, seen = [], set()
+    for j in train:
+        if j.run_dir in pend and j.run_dir not in seen:
+            pending.append(j)
+            seen.add(j.run_dir)
+    return pending
 
 
 def run_benchmark(config: Path, output: Path | None = None, overrides: list[str] | None = None,
@@ -190,15 +219,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     for j in todo:
         run_cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
         validate_method_params(run_cfg.method.name, run_cfg.method.params)
-    pending, seen = [], set()
-    starts = {j.depends for j in todo if j.depends is not None}
     train = select(cfg, todo, **only) if only else todo
-    for j in train:  # a run trained once per seed appears in every cell of that seed
-        # a run no other run starts from is done once scored: its record (run folder without weights,
-        # e.g. copied back from another machine or session) is enough
-        if j.run_dir not in seen and not is_current(j, weights_needed=j.run_dir in starts):
-            pending.append(j)
-        seen.add(j.run_dir)
+    pending = runs_to_train(train, todo)
     n_runs = len({j.run_dir for j in todo})
     n_train = len({j.run_dir for j in train})
     say(f"benchmark {cfg.name}: {n_runs} runs, " + (f"{n_train} selected, " if only else "")
@@ -235,7 +257,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         if error is None:
             say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s)")
             if records is not None:  # kept at once: a grid killed later (a session's end) loses no finished run
-                copy_records(out, Path(records), [j], out)
+                copy_records(out, Path(records), [j], out, replace=result["trained_now"])
         else:
             failed[j.run_dir] = error
             say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {error}")

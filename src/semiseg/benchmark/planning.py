@@ -92,8 +92,10 @@ def is_complete(run_dir: Path, equivariance: bool = False, weights_needed: bool 
 
 def matches_plan(run_dir: Path, job: Job) -> bool:
     """The run folder's ``config.yaml`` equals the configuration the grid plans for ``job`` (compared by value
-    with the method's params resolved; options added later take their defaults). A complete run of another configuration -- a preset or a method
-    default changed since it ran -- is stale: it is never tabulated or reused as if it were current."""
+    with the method's params resolved; options added later take their defaults; ``init_from`` by the cell and
+    run it names, so a grid copied or resumed under another folder, e.g. from records, still matches). A complete
+    run of another configuration -- a preset or a method default changed since it ran -- is stale: it is never
+    tabulated or reused as if it were current."""
     from semiseg.config import load_config
 
     stored = run_dir / "config.yaml"
@@ -102,9 +104,13 @@ def matches_plan(run_dir: Path, job: Job) -> bool:
     try:
         from semiseg.methods.registry import resolved_config
 
-        return resolved_config(load_config(stored)) == resolved_config(load_config(job.preset, list(job.overrides)))
+        have, want = (resolved_config(c) for c in (load_config(stored), load_config(job.preset, list(job.overrides))))
     except Exception:  # an unreadable or outdated config is not the planned one
         return False
+    for c in (have, want):  # the run it started from, by its place in the grid (the grid folder may have moved)
+        if c["method"].get("init_from"):
+            c["method"]["init_from"] = Path(c["method"]["init_from"]).parts[-3:]
+    return have == want
 
 
 def is_current(job: Job, run_dir: Path | None = None, weights_needed: bool = True,

@@ -83,6 +83,17 @@ def git_hash() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's ``model name``; elsewhere what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment_record(device: str) -> dict:
     import numpy
     import torch
@@ -98,6 +109,10 @@ def environment_record(device: str) -> dict:
         "numpy": numpy.__version__,
         "device": device,
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        # the kernels torch picks (AVX2, AVX512...): CPUs that differ here round differently, so a long run's
+        # result differs between machines although each machine repeats its own bit for bit
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
     }
     try:
