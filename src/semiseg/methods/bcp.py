@@ -114,18 +114,20 @@ class BCP(StudentTeacherMethod):
         x, y = labeled["image"], labeled["label"].long()
         half = x.shape[0] // 2
         if half == 0:  # one labeled image: plain supervision
-            ones = torch.ones_like(y, dtype=x.dtype)
-            loss = self.loss(self.network(x).float(), y, y, ones, 1.0, 0.0)
+            loss = self.whole_image_loss(self.network(x).float(), y)
             return {"loss": loss, "pretrain": loss.detach()}
         m = self.mask(x, half)
         xa, xb, ya, yb = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
         logits = self.network(mix(xa, xb, m)).float()
         if self.params.pretrain_regions:  # type: ignore[attr-defined]
             loss = self.loss(logits, ya, yb, m, 1.0, 1.0)
-        else:  # the mixed label as one image: one region covering everything
-            ones = torch.ones_like(m)
-            loss = self.loss(logits, mix(ya, yb, m), ya, ones, 1.0, 0.0)
+        else:
+            loss = self.whole_image_loss(logits, mix(ya, yb, m))
         return {"loss": loss, "pretrain": loss.detach()}
+
+    def whole_image_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` with one region covering every voxel: ``(CE + Dice) / 2`` of the whole image."""
+        return self.loss(logits, labels, labels, torch.ones_like(labels, dtype=logits.dtype), 1.0, 0.0)
 
     def training_step(self, labeled, unlabeled, step):  # type: ignore[override]
         p: BCPParams = self.params  # type: ignore[assignment]
