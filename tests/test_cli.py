@@ -25,6 +25,13 @@ def test_usage_and_config_errors_exit_2(capsys):
     assert "unknown key 'optim.lrr'" in err and "Traceback" not in err
 
 
+def test_budget_simulation_refuses_grid_selections(tmp_path, capsys):
+    path = tmp_path / "budget.yaml"
+    path.write_text("kind: label_budget\nname: b\npreset: synthbrain2d_mean_teacher\n")
+    assert main(["benchmark", str(path), "--runs", "random"]) == 2
+    assert "--runs and --labeled do not apply (--seeds does)" in capsys.readouterr().err
+
+
 def test_verify_exit_codes(tmp_path, capsys):
     root = write_msd(tmp_path / "ds", n_cases=3)
     assert main(["verify", str(root)]) == 0

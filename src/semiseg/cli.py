@@ -144,8 +144,13 @@ def cmd_benchmark(a: argparse.Namespace) -> None:
     from semiseg.benchmark.budget import is_budget_file, run_budget
 
     if is_budget_file(Path(a.config)):  # kind: label_budget (the annotation advisor's simulation)
+        if a.runs is not None or a.labeled is not None:
+            from semiseg.errors import ConfigError
+
+            raise ConfigError(f"{a.config}: a label-budget simulation trains chains of rounds; --runs and --labeled "
+                              "do not apply (--seeds does)")
         run_budget(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,
-                   records=Path(a.records) if a.records else None)
+                   records=Path(a.records) if a.records else None, seeds=a.seeds)
         return
     only = {k: v for k, v in (("runs", a.runs), ("labeled", a.labeled), ("seeds", a.seeds)) if v is not None}
     run_benchmark(Path(a.config), Path(a.output) if a.output else None, a.overrides, a.jobs, report_only=a.report_only,

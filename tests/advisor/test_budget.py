@@ -73,6 +73,54 @@ def test_budget_rounds_add_the_advised_subjects_and_resume(tmp_path):
     run_budget(path, output=fresh, say=lines.append, records=records, report_only=True)
     assert any("copied 16 round record(s)" in m for m in lines), lines  # per seed: lower bound, round 0, 6 rounds
     assert len(list(csv.DictReader(open(fresh / "results.csv")))) == 14
+    # another machine (records, no weights) with one strategy of seed 1 missing: the whole of seed 1 trains again
+    # from one new start, its records replaced; seed 0 (complete) is not trained
+    kept = records / "seed_1" / "random" / "round_1" / "run" / "benchmark_time.json"
+    before = kept.stat().st_mtime_ns
+    shutil.rmtree(records / "seed_1" / "entropy")
+    other = tmp_path / "other"
+    lines.clear()
+    run_budget(path, output=other, say=lines.append, records=records, seeds=[1])
+    assert any("seed 1: its start was trained on another machine" in m for m in lines), lines
+    assert "3 of 6 chains complete, 3 to train (seeds [1])" in "\n".join(lines)
+    assert not (other / "seed_0" / "start" / "round_0" / "checkpoint_final.pt").exists()
+    assert (other / "seed_1" / "start" / "round_0" / "checkpoint_final.pt").is_file()
+    assert kept.stat().st_mtime_ns > before and (records / "seed_1" / "entropy" / "round_2" / "advice").is_dir()
+    assert len(list(csv.DictReader(open(other / "results.csv")))) == 14
+    with pytest.raises(ConfigError, match=r"seeds \[5\] are not in the file's seeds \[0, 1\]"):
+        run_budget(path, output=other, say=lines.append, seeds=[5])
+
+
+def test_each_round_is_kept_in_the_records_as_it_is_scored(tmp_path, monkeypatch):
+    """A simulation killed in a chain's second round (a session's end) has kept the first round's record."""
+    import torch
+
+    import semiseg.benchmark.budget as budget
+
+    path = _write(tmp_path, _dataset(tmp_path), strategies=("random",))
+    cfg = load_budget(path)
+    out, records = tmp_path / "out", tmp_path / "records"
+    chain = plan_budget(cfg, out)[0]["random"]
+    budget._ensure(chain[0])
+    real = budget._ensure
+
+    def dies_in_round_2(rnd):
+        if rnd.index == 2:
+            raise KeyboardInterrupt("the session ended")
+        real(rnd)
+
+    monkeypatch.setattr(budget, "_ensure", dies_in_round_2)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            budget.execute_chain(chain, cfg.model_dump(), out, records)
+    finally:
+        torch.set_num_threads(threads)
+    kept = records / "seed_0" / "random"
+    assert (kept / "round_1" / "run" / "eval_test" / "summary.csv").is_file()
+    assert (kept / "round_1" / "advice" / "next_labeled_cases.txt").is_file()
+    assert not list((kept / "round_1" / "run").glob("checkpoint_*.pt"))  # a record keeps no weights
+    assert not (kept / "round_2").exists()
 
 
 def test_budget_file_errors(tmp_path):
@@ -94,7 +142,7 @@ def _start_dies_for_seed_0(rnd):
     rnd.job.run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _chain_marks(chain, cfg_dump):
+def _chain_marks(chain, cfg_dump, out=None, records=None):
     chain[-1].job.run_dir.mkdir(parents=True, exist_ok=True)
     (chain[-1].job.run_dir / "ran.txt").write_text("ran")
     return []

@@ -15,7 +15,11 @@ Layout of the output folder::
     seed_<s>/<strategy>/round_<r>/advice                    the advice that chose round r's new subjects
     seed_<s>/<strategy>/round_<r>/run                       the run trained with them
 
-Re-running resumes (complete runs skipped, interrupted ones resumed, advice kept). ``results.md``:
+Re-running resumes (complete runs skipped, interrupted ones resumed, advice kept). With ``records`` each
+round's record (no weights) is kept as soon as it is scored; on another machine a seed whose chains are all
+complete there is not trained again, and a seed with some chains missing trains again from its start, every
+strategy (its strategies must share one start model; runs do not repeat bit for bit across machines), so a
+seed is the unit that must finish on one machine (``seeds``: train one at a time). ``results.md``:
 test mean Dice per strategy and labeled count (mean over seeds, 95% bootstrap interval over seeds and
 test cases) and each strategy's paired difference from ``random``; ``results.png``: the budget curve.
 """
@@ -160,9 +164,12 @@ def _ensure(rnd: Round) -> None:
     execute_job(_with_labeled(rnd))
 
 
-def execute_chain(chain: list[Round], cfg_dump: dict[str, Any]) -> list[str]:
+def execute_chain(chain: list[Round], cfg_dump: dict[str, Any], out: Path | None = None,
+                  records: Path | None = None) -> list[str]:
     """One strategy's rounds 1..R of one seed, in order: advise on the previous run, then train; in a worker process.
-    A complete round is skipped unless the next round's advice still needs its weights."""
+    A complete round is skipped unless the next round's advice still needs its weights. ``records``: each round's
+    record (run folder without weights, and its advice) is kept there as soon as the round is scored, so a
+    simulation killed later (a session's end) loses no finished round (``out``: the simulation's output folder)."""
     import torch
 
     from semiseg.advisor import advise
@@ -181,6 +188,8 @@ def execute_chain(chain: list[Round], cfg_dump: dict[str, Any]) -> list[str]:
                    seed=1000 * rnd.seed + rnd.index, overwrite=True, say=lambda m: None)
         _ensure(rnd)
         _check_same_test(chain[0].job.run_dir, rnd.job.run_dir)
+        if records is not None and out is not None:
+            copy_round_record(rnd, out, Path(records))
         done.append(str(rnd.job.run_dir))
     return done
 
@@ -193,38 +202,66 @@ def _check_same_test(first: Path, later: Path) -> None:
                            "(list files, imagesTs) for a label-budget simulation")
 
 
+def copy_round_record(rnd: Round, src: Path, dst: Path, replace: bool = False) -> bool:
+    """Copy one complete round (its run folder without weights, and its advice) from the output folder ``src``
+    to ``dst`` (or back) where ``dst`` lacks it, or always with ``replace``; whether it copied."""
+    run = rnd.job.run_dir
+    rel = run.relative_to(dst if run.is_relative_to(dst) else src)
+    s_run, d_run = src / rel, dst / rel
+    s_adv = s_run.parent / "advice"
+    if not is_complete(s_run, weights_needed=False) or (is_complete(d_run, weights_needed=False) and not replace):
+        return False
+    if rnd.advice is not None and not (s_adv / "next_labeled_cases.txt").is_file():
+        return False
+    if d_run.exists():
+        shutil.rmtree(d_run)
+    shutil.copytree(s_run, d_run, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+    if rnd.advice is not None:
+        shutil.copytree(s_adv, d_run.parent / "advice", dirs_exist_ok=True)
+    return True
+
+
+def _all_rounds(chains: dict[str, list[Round]]) -> list[Round]:
+    """Every round of one seed once: the start run, round 0 and each strategy's rounds."""
+    seen: dict[Path, Round] = {}
+    for chain in chains.values():
+        for rnd in ([chain[0].previous] if chain[0].previous else []) + chain:
+            seen.setdefault(rnd.job.run_dir, rnd)
+    return list(seen.values())
+
+
 def copy_budget_records(src: Path, dst: Path, plans: dict[int, dict[str, list[Round]]]) -> int:
     """Copy each complete round (its run folder without weights, and its advice) from ``src`` to ``dst`` where
     ``dst`` lacks it; returns how many."""
-    n = 0
-    seen: set[Path] = set()
-    for chains in plans.values():
-        for chain in chains.values():
-            rounds = chain + ([chain[0].previous] if chain[0].previous else [])
-            for rnd in rounds:
-                run = rnd.job.run_dir
-                if run in seen:
-                    continue
-                seen.add(run)
-                rel = run.relative_to(dst if run.is_relative_to(dst) else src)
-                s_run, d_run = src / rel, dst / rel
-                s_adv = s_run.parent / "advice"
-                if not is_complete(s_run, weights_needed=False) or is_complete(d_run, weights_needed=False):
-                    continue
-                if rnd.advice is not None and not (s_adv / "next_labeled_cases.txt").is_file():
-                    continue
-                if d_run.exists():
-                    shutil.rmtree(d_run)
-                shutil.copytree(s_run, d_run, ignore=shutil.ignore_patterns(*RECORD_SKIP))
-                if rnd.advice is not None:
-                    shutil.copytree(s_adv, d_run.parent / "advice", dirs_exist_ok=True)
-                n += 1
-    return n
+    return sum(copy_round_record(rnd, src, dst) for chains in plans.values() for rnd in _all_rounds(chains))
+
+
+def _restart_seeds_without_weights(plans: dict[int, dict[str, list[Round]]], pending: list[tuple[int, str, list[Round]]],
+                                   out: Path, records: Path | None, say: Callable[[str], None]) -> None:
+    """A seed whose round 0 is only a record (no weights: another machine trained it) but whose chains are not
+    all complete is trained again from its start, every strategy of it: the pending chains need round 0's
+    weights, and retraining round 0 alone would give them another start than the complete chains had (runs do
+    not repeat bit for bit across machines), so the seed's strategies would no longer share one start."""
+    for s in sorted({c[0] for c in pending}):
+        r0 = next(iter(plans[s].values()))[0]
+        if is_complete(r0.job.run_dir) or not is_complete(r0.job.run_dir, weights_needed=False):
+            continue
+        say(f"seed {s}: its start was trained on another machine (a record without weights) and some of its "
+            "strategies are not complete; the whole seed trains again from its start, so that every strategy "
+            "starts from one model")
+        shutil.rmtree(out / f"seed_{s}")
+        if records is not None and (Path(records) / f"seed_{s}").is_dir():
+            shutil.rmtree(Path(records) / f"seed_{s}")  # each round's new record is kept as it is scored
 
 
 def run_budget(config: Path, output: Path | None = None, overrides: list[str] | None = None, jobs: int | None = None,
-               say: Callable[[str], None] = print, report_only: bool = False, records: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the simulation; write ``results.csv/.md/.png``."""
+               say: Callable[[str], None] = print, report_only: bool = False, records: Path | None = None,
+               seeds: list[int] | None = None) -> dict[str, Any]:
+    """Run (or resume) the simulation; write ``results.csv/.md/.png`` (every seed's complete rounds).
+
+    ``records``: a folder of round records (run folders without weights, and the advice), e.g. committed from an
+    earlier machine: complete rounds there are copied in first, and each round's record is kept there as soon
+    as it is scored. ``seeds``: train only these seeds."""
     from semiseg.benchmark.schema import command_line
     from semiseg.config import load_config
 
@@ -242,9 +279,21 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
         load_config(j, list(cfg.overrides))  # configuration errors before any training
     command = command_line(config, overrides, output, jobs)
     chains = [(s, st, ch) for s, by in plans.items() for st, ch in by.items()]
-    pending = [c for c in chains if not all(_round_done(r, weights_needed=False) for r in c[2][1:])]
+    if seeds is not None and set(seeds) - set(plans):
+        raise ConfigError(f"{config}: seeds {sorted(set(seeds) - set(plans))} are not in the file's seeds {sorted(plans)}")
+
+    def still_pending() -> list[tuple[int, str, list[Round]]]:
+        return [c for c in chains if (seeds is None or c[0] in seeds)
+                and not all(_round_done(r, weights_needed=False) for r in c[2][1:])]
+
+    pending = still_pending()
+    if not report_only and pending:
+        _restart_seeds_without_weights(plans, pending, out, records, say)
+        pending = still_pending()
+    n_done = sum(all(_round_done(r, weights_needed=False) for r in c[2][1:]) for c in chains)
     say(f"label-budget simulation {cfg.name}: {len(cfg.seeds)} seed(s) x {len(cfg.strategies)} strategies x "
-        f"{cfg.rounds} round(s); {len(chains) - len(pending)} of {len(chains)} chains complete; output {out}")
+        f"{cfg.rounds} round(s); {n_done} of {len(chains)} chains complete"
+        + (f", {len(pending)} to train (seeds {sorted(seeds)})" if seeds is not None else "") + f"; output {out}")
     failed: dict[str, str] = {}
     if not report_only and pending:
         t0 = time.time()
@@ -268,7 +317,7 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
                     break
                 if c[0] in ready:
                     waiting.remove(c)
-                    start.append(Task(("chain", c), execute_chain, (c[2], cfg.model_dump())))
+                    start.append(Task(("chain", c), execute_chain, (c[2], cfg.model_dump(), out, records)))
             for t in start:
                 say(f"[{time.time() - t0:7.0f} s] start  {label(t)}")
             return start
@@ -279,6 +328,10 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
                 say(f"[{time.time() - t0:7.0f} s] done   {label(task)}")
                 if kind == "start":
                     ready.add(what)
+                    if records is not None:  # kept at once, as each chain's rounds are (execute_chain)
+                        r0 = next(iter(plans[what].values()))[0]
+                        for rnd in ([r0.previous] if r0.previous else []) + [r0]:
+                            copy_round_record(rnd, out, Path(records))
                 return
             failed[label(task)] = error
             say(f"[{time.time() - t0:7.0f} s] FAILED {label(task)}: {error}")
