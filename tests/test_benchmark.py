@@ -175,24 +175,84 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert "3 runs, 2 selected, 0 of them already complete" in capsys.readouterr().out
     assert "| other | (pending) |" in (out / "results.md").read_text()
     assert main(["benchmark", str(path), "--output", str(out), "--seeds", "0,x"]) == 2
-    # from records (no weights): a run others start from is trained again only when one of them must train
+    # records keep no checkpoints, but a run others start from keeps the weights they load (start_weights.pt)
+    import shutil
+
+    import torch
+
+    from semiseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
     rec = tmp_path / "records"
     run_benchmark(path, out, say=lambda s: None, report_only=True, records=rec)
+    kept = rec / "labeled_2" / "seed_0" / "lower_bound" / "start_weights.pt"
+    assert kept.is_file() and not list(kept.parent.glob("checkpoint_*.pt"))
+    assert not (rec / "labeled_2" / "seed_0" / "continued" / "start_weights.pt").exists()  # nothing starts from it
+    loaded, trained = load_checkpoint(kept), load_checkpoint(resolve_checkpoint(cell / "lower_bound"))
+    assert loaded["step"] == trained["step"] and loaded["inference_state"].keys() == trained["inference_state"].keys()
+    assert all(torch.equal(v, trained["inference_state"][k]) for k, v in loaded["inference_state"].items())
     said = []
     run_benchmark(path, tmp_path / "fresh", say=said.append, records=rec, only={"runs": ["continued"]})
     assert "2 of them already complete" in said[1] and not any("start" in line for line in said)
-    import shutil
-
+    # on a fresh machine, a run that starts from a record trains from its kept weights: the start is not retrained
+    shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
+    said.clear()
+    run_benchmark(path, tmp_path / "fresh2", say=said.append, records=rec, only={"runs": ["continued"]})
+    assert [line.split()[-1] for line in said if "start" in line] == ["labeled_2/seed_0/continued"]
+    log2 = (tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "train.log").read_text()
+    assert f"lower_bound (step {trained['step']})" in log2
+    # a record without them (an older semiseg): the start is trained again, its record replaced
+    kept.unlink()
     shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
     log = rec / "labeled_2" / "seed_0" / "lower_bound" / "train.log"
     log.write_text(log.read_text() + "MARKER of the earlier record\n")
     said.clear()
-    run_benchmark(path, tmp_path / "fresh2", say=said.append, records=rec, only={"runs": ["continued"]})
+    run_benchmark(path, tmp_path / "fresh3", say=said.append, records=rec, only={"runs": ["continued"]})
     started = [line.split()[-1] for line in said if "start" in line]
     assert started == ["labeled_2/seed_0/lower_bound", "labeled_2/seed_0/continued"]
-    # the retrained run's record replaces the earlier one: it describes the weights `continued` started from
-    assert "MARKER" not in log.read_text()
+    # the retrained run's record replaces the earlier one: it describes (and keeps) the weights `continued` started from
+    assert "MARKER" not in log.read_text() and kept.is_file()
     assert (rec / "labeled_2" / "seed_0" / "continued" / "benchmark_time.json").is_file()
+
+
+def _fake_complete_run(run_dir, started, dice):
+    """A scored run record (no weights) whose training first started at ``started``."""
+    (run_dir / "eval_test").mkdir(parents=True)
+    (run_dir / "benchmark_time.json").write_text("{}")
+    (run_dir / "train.log").write_text(f"{started},000 INFO semiseg 0.1.0: method 'supervised'\n")
+    (run_dir / "eval_test" / "summary.csv").write_text(
+        "class,metric,mean\nfg,dice,{0}\nmean,dice,{0}\n".format(dice))
+    (run_dir / "eval_test" / "scores.csv").write_text(f"case,class,dice\nc0,fg,{dice}\n")
+
+
+def test_a_run_from_an_earlier_training_of_its_start_is_marked_and_trains_again(tmp_path, monkeypatch):
+    """The run others start from was trained again after them (a fresh machine, a record without weights):
+    the table marks them, and selecting them trains them again from the start the table shows."""
+    from semiseg.benchmark import BenchmarkConfig, write_results
+    from semiseg.benchmark.execution import runs_to_train
+    from semiseg.benchmark.planning import from_an_earlier_start
+    from semiseg.benchmark.results import collect_results
+
+    cfg = BenchmarkConfig(name="t", labeled=[2], seeds=[0], lower="lower_bound",
+                          runs={"lower_bound": {"preset": "p"}, "old": {"preset": "p", "init_from": "lower_bound"},
+                                "new": {"preset": "p", "init_from": "lower_bound"}})
+    todo = plan(cfg, tmp_path)
+    cell = tmp_path / "labeled_2" / "seed_0"
+    _fake_complete_run(cell / "old", "2026-12-03 19:30:31", 0.7)
+    _fake_complete_run(cell / "lower_bound", "2026-12-07 01:16:43", 0.5)
+    _fake_complete_run(cell / "new", "2026-12-07 02:10:00", 0.6)
+    (cell / "lower_bound" / "start_weights.pt").write_bytes(b"x")
+    by = {j.run: j for j in todo}
+    assert from_an_earlier_start(by["old"]) and not from_an_earlier_start(by["new"])
+    assert not from_an_earlier_start(by["lower_bound"])
+    assert [j.run for j in runs_to_train(todo, todo)] == ["old"]  # its start is kept: not trained again
+    monkeypatch.setattr("semiseg.benchmark.results._method_of", lambda run_dir: "supervised")  # no config.yaml here
+    rows = collect_results(cfg, todo)
+    write_results(cfg, rows, tmp_path, "semiseg benchmark t.yaml")
+    md = (tmp_path / "results.md").read_text()
+    assert "| old † |" in md and "| new |" in md
+    assert "† old (seed 0) started from an earlier training of `lower_bound`" in md
+    (cell / "old" / "train.log").write_text("")  # no timestamp to compare: not marked
+    assert not from_an_earlier_start(by["old"])
 
 
 def test_plan_orders_dependencies_first(tmp_path, msd_dataset):

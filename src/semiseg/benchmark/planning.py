@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from semiseg.benchmark.schema import BenchmarkConfig, _order
@@ -119,3 +120,33 @@ def is_current(job: Job, run_dir: Path | None = None, weights_needed: bool = Tru
     run_dir = job.run_dir if run_dir is None else run_dir
     pp = job.postprocess if postprocess is None else postprocess
     return is_complete(run_dir, job.equivariance, weights_needed, pp) and matches_plan(run_dir, job)
+
+
+def first_start(run_dir: Path) -> datetime | None:
+    """When the run first started training: the first timestamp of its ``train.log`` (records keep the log;
+    a resumed run appends to it); None when there is no log to read."""
+    log = run_dir / "train.log"
+    try:
+        with open(log) as f:
+            return datetime.strptime(f.readline()[:19], "%Y-%m-%d %H:%M:%S")
+    except (OSError, ValueError):
+        return None
+
+
+def can_start_others(run_dir: Path) -> bool:
+    """The weights a run that starts from this one (``init_from``) loads are here: its final checkpoint, or the
+    start weights a record keeps (:data:`~semiseg.engine.checkpoint.START_WEIGHTS`)."""
+    from semiseg.engine.checkpoint import START_WEIGHTS
+
+    return (run_dir / "checkpoint_final.pt").is_file() or (run_dir / START_WEIGHTS).is_file()
+
+
+def from_an_earlier_start(job: Job, run_dir: Path | None = None) -> bool:
+    """The run (complete) started before the run it starts from (``init_from``) first started: that run has been
+    trained again since (a fresh machine retrains it, since records keep no weights), and this run's start model
+    no longer exists; runs do not repeat bit for bit across machines, so the two are not one model. False when
+    either log is missing."""
+    if job.depends is None:
+        return False
+    mine, theirs = first_start(job.run_dir if run_dir is None else run_dir), first_start(job.depends)
+    return mine is not None and theirs is not None and mine < theirs

@@ -49,6 +49,7 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
             head += ["RI (Dice)", "bridging", "train time / run"] + (["peak RSS"] if has_rss else [])
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
+            marked: list[tuple[str, list[int], str | None]] = []
             for name in cfg.runs:
                 if lab not in cfg.counts(name):
                     continue
@@ -56,7 +57,11 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
                 if not rs:
                     out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
                     continue
-                cells = [name, rs[0]["method"]] + [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
+                earlier = sorted(r["seed"] for r in rs if r.get("earlier_start"))
+                if earlier:
+                    marked.append((name, earlier, cfg.runs[name].init_from))
+                cells = [name + (" †" if earlier else ""), rs[0]["method"]]
+                cells += [_fmt([r[f"dice_{c}"] for r in rs], 4) for c in classes + ["mean"]]
                 lo, hi = dice_interval(rs)
                 cells.append(f"[{lo:.3f}, {hi:.3f}]")
                 cells += [_fmt([r[f"{m}_mean"] for r in rs], digits) for m, _, digits in extra]
@@ -69,6 +74,11 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
                     rss = _fmt([r.get("peak_rss_gib", float("nan")) for r in rs], 1)
                     cells.append(rss if rss == "-" else f"{rss} GiB")
                 out.append("| " + " | ".join(cells) + " |")
+            for name, seeds, start in marked:
+                out.append(f"\n† {name} (seed {', '.join(map(str, seeds))}) started from an earlier training of "
+                           f"`{start}` than the one in this table, which was trained again since (on another machine: "
+                           "runs do not repeat bit for bit across machines); its RI and bridging compare it with "
+                           "the one shown. Selected again (`--runs`), it trains from the one shown.")
             out.append("")
     return "\n".join(out)
 

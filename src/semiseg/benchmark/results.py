@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from semiseg.benchmark.planning import Job, is_current
+from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current
 from semiseg.benchmark.schema import BenchmarkConfig
 
 
@@ -44,6 +44,7 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
                 row.update(labeled=lab, seed=seed, postprocess=pp, train_s=train_seconds(j.run_dir), method=_method_of(j.run_dir),
                            peak_rss_gib=float(timing.get("peak_rss_gib", float("nan"))),
                            commit=env.get("git") or "", device=trained_on(env), eval_s=float(timing.get("eval_s", float("nan"))),
+                           earlier_start=from_an_earlier_start(j),
                            _run_dir=j.run_dir,
                            _cases=case_mean_dice(j.run_dir / folder / "scores.csv", classes))
                 rows.append(row)
