@@ -200,6 +200,11 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert [line.split()[-1] for line in said if "start" in line] == ["labeled_2/seed_0/continued"]
     log2 = (tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "train.log").read_text()
     assert f"lower_bound (step {trained['step']})" in log2
+    from semiseg.engine.run_dir import trajectory_fingerprint
+
+    started = json.loads((tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "init_from.json").read_text())
+    assert started["checkpoint"] == "start_weights.pt" and started["step"] == trained["step"]
+    assert started["source_trajectory"] == trajectory_fingerprint(cell / "lower_bound")
     # a record without them (an older semiseg): the start is trained again, its record replaced
     kept.unlink()
     shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
@@ -214,45 +219,54 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert (rec / "labeled_2" / "seed_0" / "continued" / "benchmark_time.json").is_file()
 
 
-def _fake_complete_run(run_dir, started, dice):
-    """A scored run record (no weights) whose training first started at ``started``."""
+def _fake_complete_run(run_dir, started, dice, metrics="step,split,name,value\n50,train,loss,0.5\n", source=None):
+    """A scored run record (no weights) whose training first started at ``started``; ``source``: the trajectory
+    fingerprint it recorded for the run it started from (``init_from.json``)."""
     (run_dir / "eval_test").mkdir(parents=True)
     (run_dir / "benchmark_time.json").write_text("{}")
+    (run_dir / "metrics.csv").write_text(metrics)
     (run_dir / "train.log").write_text(f"{started},000 INFO semiseg 0.1.0: method 'supervised'\n")
     (run_dir / "eval_test" / "summary.csv").write_text(
         "class,metric,mean\nfg,dice,{0}\nmean,dice,{0}\n".format(dice))
     (run_dir / "eval_test" / "scores.csv").write_text(f"case,class,dice\nc0,fg,{dice}\n")
+    if source is not None:
+        (run_dir / "init_from.json").write_text(json.dumps({"source_trajectory": source}))
 
 
 def test_a_run_from_an_earlier_training_of_its_start_is_marked_and_trains_again(tmp_path, monkeypatch):
-    """The run others start from was trained again after them (a fresh machine, a record without weights):
-    the table marks them, and selecting them trains them again from the start the table shows."""
+    """The run others start from was trained again after them (a fresh machine, a record without weights) and
+    took another trajectory: the table marks them, and selecting them trains them again from the start the
+    table shows. A retraining that repeated the trajectory bit for bit marks nothing."""
     from semiseg.benchmark import BenchmarkConfig, write_results
     from semiseg.benchmark.execution import runs_to_train
     from semiseg.benchmark.planning import from_an_earlier_start
     from semiseg.benchmark.results import collect_results
+    from semiseg.engine.run_dir import trajectory_fingerprint
 
     cfg = BenchmarkConfig(name="t", labeled=[2], seeds=[0], lower="lower_bound",
-                          runs={"lower_bound": {"preset": "p"}, "old": {"preset": "p", "init_from": "lower_bound"},
-                                "new": {"preset": "p", "init_from": "lower_bound"}})
+                          runs={"lower_bound": {"preset": "p"}, **{n: {"preset": "p", "init_from": "lower_bound"}
+                                                                    for n in ("old", "reproduced", "legacy", "new")}})
     todo = plan(cfg, tmp_path)
     cell = tmp_path / "labeled_2" / "seed_0"
-    _fake_complete_run(cell / "old", "2026-12-03 19:30:31", 0.7)
     _fake_complete_run(cell / "lower_bound", "2026-12-07 01:16:43", 0.5)
-    _fake_complete_run(cell / "new", "2026-12-07 02:10:00", 0.6)
+    now = trajectory_fingerprint(cell / "lower_bound")
+    assert now is not None and trajectory_fingerprint(cell / "old") is None
+    _fake_complete_run(cell / "old", "2026-12-03 19:30:31", 0.7, source="0" * 64)  # another trajectory
+    _fake_complete_run(cell / "reproduced", "2026-12-03 19:40:00", 0.65, source=now)  # the same one, trained earlier
+    _fake_complete_run(cell / "legacy", "2026-12-03 19:50:00", 0.66)  # no fingerprint: started before its start
+    _fake_complete_run(cell / "new", "2026-12-07 02:10:00", 0.6, source=now)
     (cell / "lower_bound" / "start_weights.pt").write_bytes(b"x")
     by = {j.run: j for j in todo}
-    assert from_an_earlier_start(by["old"]) and not from_an_earlier_start(by["new"])
-    assert not from_an_earlier_start(by["lower_bound"])
-    assert [j.run for j in runs_to_train(todo, todo)] == ["old"]  # its start is kept: not trained again
+    assert [n for n in by if from_an_earlier_start(by[n])] == ["old", "legacy"]
+    assert [j.run for j in runs_to_train(todo, todo)] == ["old", "legacy"]  # their start is kept: not trained again
     monkeypatch.setattr("semiseg.benchmark.results._method_of", lambda run_dir: "supervised")  # no config.yaml here
     rows = collect_results(cfg, todo)
     write_results(cfg, rows, tmp_path, "semiseg benchmark t.yaml")
     md = (tmp_path / "results.md").read_text()
-    assert "| old † |" in md and "| new |" in md
+    assert "| old † |" in md and "| legacy † |" in md and "| new |" in md and "| reproduced |" in md
     assert "† old (seed 0) started from an earlier training of `lower_bound`" in md
-    (cell / "old" / "train.log").write_text("")  # no timestamp to compare: not marked
-    assert not from_an_earlier_start(by["old"])
+    (cell / "legacy" / "train.log").write_text("")  # neither a fingerprint nor a time to compare: not marked
+    assert not from_an_earlier_start(by["legacy"])
 
 
 def test_plan_orders_dependencies_first(tmp_path, msd_dataset):

@@ -142,11 +142,25 @@ def can_start_others(run_dir: Path) -> bool:
 
 
 def from_an_earlier_start(job: Job, run_dir: Path | None = None) -> bool:
-    """The run (complete) started before the run it starts from (``init_from``) first started: that run has been
-    trained again since (a fresh machine retrains it, since records keep no weights), and this run's start model
-    no longer exists; runs do not repeat bit for bit across machines, so the two are not one model. False when
-    either log is missing."""
+    """The run (complete) started from another training of the run it starts from (``init_from``) than the one
+    there now: that run was trained again since (a fresh machine retrains a run whose record keeps no weights)
+    and did not repeat its trajectory (runs repeat bit for bit only on machines whose kernels round alike).
+    Compares the trajectory fingerprint the run recorded at its start (``init_from.json``) with that run's
+    current one; a run from before the fingerprint was recorded: whether it started before that run's training
+    began (its first ``train.log`` line). False when neither can be read."""
+    import json
+
+    from semiseg.engine.run_dir import INIT_FROM, trajectory_fingerprint
+
     if job.depends is None:
         return False
-    mine, theirs = first_start(job.run_dir if run_dir is None else run_dir), first_start(job.depends)
+    run_dir = job.run_dir if run_dir is None else run_dir
+    try:
+        recorded = json.loads((run_dir / INIT_FROM).read_text()).get("source_trajectory")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded:
+        now = trajectory_fingerprint(job.depends)
+        return now is not None and now != recorded
+    mine, theirs = first_start(run_dir), first_start(job.depends)
     return mine is not None and theirs is not None and mine < theirs

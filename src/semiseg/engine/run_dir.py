@@ -16,9 +16,31 @@ from semiseg.errors import ConfigError
 FILES = ("config.yaml", "splits.json", "environment.json", "train.log", "metrics.csv")
 MARKER = ".semiseg_run"
 """Written first into every run folder: ``--overwrite`` only ever empties folders that carry it."""
-OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv")
+INIT_FROM = "init_from.json"
+"""Written by a run that starts from another (``method.init_from``): which weights, and that run's trajectory."""
+OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv", INIT_FROM, "start_weights.pt")
 OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "advice_*", "tensorboard")
 """What semiseg writes into a run folder (checkpoints, their temp files, evaluations, advice, TensorBoard logs)."""
+
+
+def trajectory_fingerprint(run_dir: Path) -> str | None:
+    """The SHA-256 of a run's ``metrics.csv`` (its losses and validation scores at every logged step, no timings),
+    or None without one. Two trainings with one fingerprint followed one trajectory: the same model (a run
+    repeats bit for bit on machines whose kernels round alike, and a retraining elsewhere shows up here)."""
+    import hashlib
+
+    path = Path(run_dir) / "metrics.csv"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def write_init_from(run_dir: Path, init_from: Path, checkpoint: Path, step: int) -> None:
+    """Record what a run started from (:data:`INIT_FROM`): the ``init_from`` given, the file loaded, its step, and
+    the trajectory fingerprint of the run folder it came from (a benchmark compares it with that run's current one)."""
+    init_from = Path(init_from)
+    folder = init_from if init_from.is_dir() else init_from.parent
+    (Path(run_dir) / INIT_FROM).write_text(json.dumps(
+        {"init_from": str(init_from), "checkpoint": Path(checkpoint).name, "step": int(step),
+         "source_trajectory": trajectory_fingerprint(folder)}, indent=1))
 
 
 def foreign_entries(path: Path) -> list[str]:

@@ -36,6 +36,7 @@ from semiseg.engine.optim import build_optimizer, build_scheduler
 from semiseg.engine.distributed import any_rank, average_gradients, broadcast_module, init_from_environment, rank, world_size
 from semiseg.engine.run_dir import (
     close_logger, is_main_process, prepare_run_dir, remove_orphan_temp_files, setup_logger, write_environment,
+    write_init_from,
 )
 from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
@@ -143,9 +144,12 @@ class Trainer:
         self.method = create_method(cfg.method.name, ctx, cfg.method.params)
         check_patch_size(cfg, self.method.inference_network())
         if cfg.method.init_from and not self._resuming:
-            init = load_checkpoint(resolve_start_checkpoint(Path(cfg.method.init_from)))
+            start = resolve_start_checkpoint(Path(cfg.method.init_from))
+            init = load_checkpoint(start)
             self.method.load_initial_weights(init["inference_state"])
             self.logger.info(f"initialised from {cfg.method.init_from} (step {init['step']})")
+            if is_main_process():
+                write_init_from(self.run_dir, Path(cfg.method.init_from), start, init["step"])
         if self.method.uses_unlabeled and not needs_unl:
             self.logger.warning(f"warning: method '{cfg.method.name}' uses unlabeled data but this run has none "
                                 f"(train.unlabeled_batch_size = {cfg.train.unlabeled_batch_size}, {len(s.unlabeled)} unlabeled cases)")
