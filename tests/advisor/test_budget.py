@@ -73,20 +73,32 @@ def test_budget_rounds_add_the_advised_subjects_and_resume(tmp_path):
     run_budget(path, output=fresh, say=lines.append, records=records, report_only=True)
     assert any("copied 16 round record(s)" in m for m in lines), lines  # per seed: lower bound, round 0, 6 rounds
     assert len(list(csv.DictReader(open(fresh / "results.csv")))) == 14
-    # another machine (records, no weights) with one strategy of seed 1 missing: the whole of seed 1 trains again
-    # from one new start, its records replaced; seed 0 (complete) is not trained
+    # another machine (records, no weights) with one strategy of seed 1 missing: seed 1's start trains again; it
+    # repeats its trajectory bit for bit (one machine here), so seed 1's complete strategies stand
     kept = records / "seed_1" / "random" / "round_1" / "run" / "benchmark_time.json"
     before = kept.stat().st_mtime_ns
     shutil.rmtree(records / "seed_1" / "entropy")
     other = tmp_path / "other"
     lines.clear()
     run_budget(path, output=other, say=lines.append, records=records, seeds=[1])
-    assert any("seed 1: its start was trained on another machine" in m for m in lines), lines
-    assert "3 of 6 chains complete, 3 to train (seeds [1])" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "seed 1: its start was trained on another machine" in text and "5 of 6 chains complete, 1 to train (seeds [1])" in text
+    assert "seed 1: the retrained start repeated its trajectory bit for bit" in text
+    assert [m.split()[-1] for m in lines if "] start " in m] == ["start", "entropy"]
     assert not (other / "seed_0" / "start" / "round_0" / "checkpoint_final.pt").exists()
     assert (other / "seed_1" / "start" / "round_0" / "checkpoint_final.pt").is_file()
-    assert kept.stat().st_mtime_ns > before and (records / "seed_1" / "entropy" / "round_2" / "advice").is_dir()
+    assert kept.stat().st_mtime_ns == before and (records / "seed_1" / "entropy" / "round_2" / "advice").is_dir()
     assert len(list(csv.DictReader(open(other / "results.csv")))) == 14
+    # the same, but the recorded start took another trajectory (another machine's rounding): every strategy of
+    # seed 1 trains again from the new start, its records replaced
+    metrics = records / "seed_1" / "start" / "round_0" / "metrics.csv"
+    metrics.write_text(metrics.read_text() + "99,train,loss,0.1\n")
+    shutil.rmtree(records / "seed_1" / "entropy")
+    lines.clear()
+    run_budget(path, output=tmp_path / "third", say=lines.append, records=records, seeds=[1])
+    assert "seed 1: the retrained start took another trajectory" in "\n".join(lines)
+    assert sorted(m.split()[-1] for m in lines if "] start " in m) == ["disagreement", "entropy", "random", "start"]
+    assert kept.stat().st_mtime_ns > before and "99,train" not in metrics.read_text()
     with pytest.raises(ConfigError, match=r"seeds \[5\] are not in the file's seeds \[0, 1\]"):
         run_budget(path, output=other, say=lines.append, seeds=[5])
 

@@ -17,9 +17,10 @@ Layout of the output folder::
 
 Re-running resumes (complete runs skipped, interrupted ones resumed, advice kept). With ``records`` each
 round's record (no weights) is kept as soon as it is scored; on another machine a seed whose chains are all
-complete there is not trained again, and a seed with some chains missing trains again from its start, every
-strategy (its strategies must share one start model; runs do not repeat bit for bit across machines), so a
-seed is the unit that must finish on one machine (``seeds``: train one at a time). ``results.md``:
+complete there is not trained again, and a seed with some chains missing trains its start again: if the start
+repeats its recorded trajectory bit for bit (machines whose kernels round alike), the complete strategies stand,
+else every strategy of the seed trains again (a seed's strategies share one start model), so a seed is best
+finished on one machine (``seeds``: train one at a time). ``results.md``:
 test mean Dice per strategy and labeled count (mean over seeds, 95% bootstrap interval over seeds and
 test cases) and each strategy's paired difference from ``random``; ``results.png``: the budget curve.
 """
@@ -182,7 +183,10 @@ def execute_chain(chain: list[Round], cfg_dump: dict[str, Any], out: Path | None
             continue
         assert rnd.advice is not None and rnd.previous is not None
         if not (rnd.advice / "next_labeled_cases.txt").is_file():
+            again = rnd.previous.index > 0 and not is_complete(rnd.previous.job.run_dir)  # a record: trained again
             _ensure(rnd.previous)
+            if again and records is not None and out is not None:  # the weights this round starts from
+                copy_round_record(rnd.previous, out, Path(records), replace=True)
             torch.set_num_threads(1)
             advise(rnd.previous.job.run_dir, rnd.strategy, cfg.add, base=cfg.base, out_dir=rnd.advice, which="best",
                    seed=1000 * rnd.seed + rnd.index, overwrite=True, say=lambda m: None)
@@ -236,22 +240,53 @@ def copy_budget_records(src: Path, dst: Path, plans: dict[int, dict[str, list[Ro
     return sum(copy_round_record(rnd, src, dst) for chains in plans.values() for rnd in _all_rounds(chains))
 
 
-def _restart_seeds_without_weights(plans: dict[int, dict[str, list[Round]]], pending: list[tuple[int, str, list[Round]]],
-                                   out: Path, records: Path | None, say: Callable[[str], None]) -> None:
-    """A seed whose round 0 is only a record (no weights: another machine trained it) but whose chains are not
-    all complete is trained again from its start, every strategy of it: the pending chains need round 0's
-    weights, and retraining round 0 alone would give them another start than the complete chains had (runs do
-    not repeat bit for bit across machines), so the seed's strategies would no longer share one start."""
+def _start_rounds(chains: dict[str, list[Round]]) -> list[Round]:
+    """A seed's shared start: the start run (if any) and round 0."""
+    r0 = next(iter(chains.values()))[0]
+    return ([r0.previous] if r0.previous else []) + [r0]
+
+
+def _retrain_starts_without_weights(plans: dict[int, dict[str, list[Round]]],
+                                    pending: list[tuple[int, str, list[Round]]], out: Path,
+                                    say: Callable[[str], None]) -> dict[int, dict[Path, str | None]]:
+    """Seeds with chains to train whose round 0 is only a record (no weights: another machine trained it): their
+    start is trained again here (its record folders leave the output folder). Returns, per such seed, the
+    trajectory fingerprints of the start's records, which decide after the retraining whether the seed's complete
+    strategies still share its start (:func:`_after_retrained_start`)."""
+    from semiseg.engine.run_dir import trajectory_fingerprint
+
+    redo: dict[int, dict[Path, str | None]] = {}
     for s in sorted({c[0] for c in pending}):
-        r0 = next(iter(plans[s].values()))[0]
-        if is_complete(r0.job.run_dir) or not is_complete(r0.job.run_dir, weights_needed=False):
+        start = _start_rounds(plans[s])
+        r0 = start[-1].job.run_dir
+        if is_complete(r0) or not is_complete(r0, weights_needed=False):
             continue
-        say(f"seed {s}: its start was trained on another machine (a record without weights) and some of its "
-            "strategies are not complete; the whole seed trains again from its start, so that every strategy "
-            "starts from one model")
-        shutil.rmtree(out / f"seed_{s}")
-        if records is not None and (Path(records) / f"seed_{s}").is_dir():
-            shutil.rmtree(Path(records) / f"seed_{s}")  # each round's new record is kept as it is scored
+        redo[s] = {r.job.run_dir: trajectory_fingerprint(r.job.run_dir) for r in start}
+        for r in start:
+            if not is_complete(r.job.run_dir):
+                shutil.rmtree(r.job.run_dir)
+        say(f"seed {s}: its start was trained on another machine (records keep no weights): trained again here; "
+            "its complete strategies stand if the start repeats its trajectory bit for bit, else they train again "
+            "(a seed's strategies start from one model)")
+    return redo
+
+
+def _after_retrained_start(seed: int, chains: dict[str, list[Round]], before: dict[Path, str | None], out: Path,
+                           records: Path | None) -> bool:
+    """After a seed's start was trained again: whether it repeated the recorded trajectory (same fingerprints).
+    If not, every strategy's rounds of the seed leave the output folder and the records (they started from the
+    earlier start), to be trained again from the new one. The start's new records replace the old either way."""
+    from semiseg.engine.run_dir import trajectory_fingerprint
+
+    same = all(fp is not None and trajectory_fingerprint(d) == fp for d, fp in before.items())
+    if not same:
+        for strategy in chains:
+            for root in [out] + ([Path(records)] if records is not None else []):
+                shutil.rmtree(root / f"seed_{seed}" / strategy, ignore_errors=True)
+    if records is not None:
+        for rnd in _start_rounds(chains):
+            copy_round_record(rnd, out, Path(records), replace=True)
+    return same
 
 
 def run_budget(config: Path, output: Path | None = None, overrides: list[str] | None = None, jobs: int | None = None,
@@ -287,9 +322,7 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
                 and not all(_round_done(r, weights_needed=False) for r in c[2][1:])]
 
     pending = still_pending()
-    if not report_only and pending:
-        _restart_seeds_without_weights(plans, pending, out, records, say)
-        pending = still_pending()
+    redo = _retrain_starts_without_weights(plans, pending, out, say) if not report_only and pending else {}
     n_done = sum(all(_round_done(r, weights_needed=False) for r in c[2][1:]) for c in chains)
     say(f"label-budget simulation {cfg.name}: {len(cfg.seeds)} seed(s) x {len(cfg.strategies)} strategies x "
         f"{cfg.rounds} round(s); {n_done} of {len(chains)} chains complete"
@@ -300,7 +333,7 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
         # the shared start of each seed first (two chains must not train it at once), then the chains
         # (only where a chain still needs the start run's weights: for its first advice, or to train round 1)
         starts = {s: by[cfg.strategies[0]][0] for s, by in plans.items()
-                  if any(c[0] == s and not _round_done(c[2][1], weights_needed=False) for c in pending)}
+                  if s in redo or any(c[0] == s and not _round_done(c[2][1], weights_needed=False) for c in pending)}
         waiting = list(pending)
         ready: set[int] = {s for s in plans if s not in starts}
 
@@ -328,9 +361,15 @@ def run_budget(config: Path, output: Path | None = None, overrides: list[str] | 
                 say(f"[{time.time() - t0:7.0f} s] done   {label(task)}")
                 if kind == "start":
                     ready.add(what)
-                    if records is not None:  # kept at once, as each chain's rounds are (execute_chain)
-                        r0 = next(iter(plans[what].values()))[0]
-                        for rnd in ([r0.previous] if r0.previous else []) + [r0]:
+                    if what in redo and not _after_retrained_start(what, plans[what], redo[what], out, records):
+                        say(f"seed {what}: the retrained start took another trajectory; every strategy of the seed "
+                            "trains again from it")
+                        waiting.extend(c for c in chains if c[0] == what and c not in waiting)
+                    elif what in redo:
+                        say(f"seed {what}: the retrained start repeated its trajectory bit for bit; its complete "
+                            "strategies stand")
+                    elif records is not None:  # kept at once, as each chain's rounds are (execute_chain)
+                        for rnd in _start_rounds(plans[what]):
                             copy_round_record(rnd, out, Path(records))
                 return
             failed[label(task)] = error
