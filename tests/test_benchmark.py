@@ -175,49 +175,29 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert "3 runs, 2 selected, 0 of them already complete" in capsys.readouterr().out
     assert "| other | (pending) |" in (out / "results.md").read_text()
     assert main(["benchmark", str(path), "--output", str(out), "--seeds", "0,x"]) == 2
-    # records keep no checkpoints, but a run others start from keeps the weights they load (start_weights.pt)
+    # from records (no weights): a run others start from is trained again only when one of them must train
     import shutil
 
-    import torch
-
-    from semiseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from semiseg.engine.run_dir import trajectory_fingerprint
 
     rec = tmp_path / "records"
     run_benchmark(path, out, say=lambda s: None, report_only=True, records=rec)
-    kept = rec / "labeled_2" / "seed_0" / "lower_bound" / "start_weights.pt"
-    assert kept.is_file() and not list(kept.parent.glob("checkpoint_*.pt"))
-    assert not (rec / "labeled_2" / "seed_0" / "continued" / "start_weights.pt").exists()  # nothing starts from it
-    loaded, trained = load_checkpoint(kept), load_checkpoint(resolve_checkpoint(cell / "lower_bound"))
-    assert loaded["step"] == trained["step"] and loaded["inference_state"].keys() == trained["inference_state"].keys()
-    assert all(torch.equal(v, trained["inference_state"][k]) for k, v in loaded["inference_state"].items())
+    assert not list((rec / "labeled_2" / "seed_0" / "lower_bound").glob("*.pt"))  # records keep no weights
     said = []
     run_benchmark(path, tmp_path / "fresh", say=said.append, records=rec, only={"runs": ["continued"]})
     assert "2 of them already complete" in said[1] and not any("start" in line for line in said)
-    # on a fresh machine, a run that starts from a record trains from its kept weights: the start is not retrained
-    shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
-    said.clear()
-    run_benchmark(path, tmp_path / "fresh2", say=said.append, records=rec, only={"runs": ["continued"]})
-    assert [line.split()[-1] for line in said if "start" in line] == ["labeled_2/seed_0/continued"]
-    log2 = (tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "train.log").read_text()
-    assert f"lower_bound (step {trained['step']})" in log2
-    from semiseg.engine.run_dir import trajectory_fingerprint
-
-    started = json.loads((tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "init_from.json").read_text())
-    assert started["checkpoint"] == "start_weights.pt" and started["step"] == trained["step"]
-    assert started["source_trajectory"] == trajectory_fingerprint(cell / "lower_bound")
-    # a record without them (an older semiseg): the start is trained again, its record replaced
-    kept.unlink()
     shutil.rmtree(rec / "labeled_2" / "seed_0" / "continued")
     log = rec / "labeled_2" / "seed_0" / "lower_bound" / "train.log"
     log.write_text(log.read_text() + "MARKER of the earlier record\n")
     said.clear()
-    run_benchmark(path, tmp_path / "fresh3", say=said.append, records=rec, only={"runs": ["continued"]})
+    run_benchmark(path, tmp_path / "fresh2", say=said.append, records=rec, only={"runs": ["continued"]})
     started = [line.split()[-1] for line in said if "start" in line]
     assert started == ["labeled_2/seed_0/lower_bound", "labeled_2/seed_0/continued"]
-    # the retrained run's record replaces the earlier one: it describes (and keeps) the weights `continued` started from
-    assert "MARKER" not in log.read_text() and kept.is_file()
+    # the retrained run's record replaces the earlier one: it describes the weights `continued` started from
+    assert "MARKER" not in log.read_text()
     assert (rec / "labeled_2" / "seed_0" / "continued" / "benchmark_time.json").is_file()
-
+    begun = json.loads((tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "init_from.json").read_text())
+    assert begun["source_trajectory"] == trajectory_fingerprint(tmp_path / "fresh2" / "labeled_2" / "seed_0" / "lower_bound")
 
 def _fake_complete_run(run_dir, started, dice, metrics="step,split,name,value\n50,train,loss,0.5\n", source=None):
     """A scored run record (no weights) whose training first started at ``started``; ``source``: the trajectory

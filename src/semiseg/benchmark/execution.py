@@ -129,9 +129,10 @@ def execute_job(job: Job) -> dict[str, Any]:
     return {**timing, "trained_now": not skipped}
 
 
-RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
-"""What a run record leaves out: checkpoints, their temp files, TensorBoard logs, saved predictions (a run others
-start from keeps the weights they load, ``start_weights.pt``)."""
+RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "start_weights.pt", "tensorboard", "predictions.npz")
+"""What a run record leaves out: weights (checkpoints, start weights), their temp files, TensorBoard logs, saved
+predictions. Weights stay out of the repository; a run others start from is trained again on another machine,
+and its trajectory fingerprint tells whether it repeated the training they started from."""
 
 
 def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, replace: bool = False) -> int:
