@@ -203,7 +203,7 @@ def _fake_complete_run(run_dir, started, dice, metrics="step,split,name,value\n5
     """A scored run record (no weights) whose training first started at ``started``; ``source``: the trajectory
     fingerprint it recorded for the run it started from (``init_from.json``)."""
     (run_dir / "eval_test").mkdir(parents=True)
-    (run_dir / "benchmark_time.json").write_text("{}")
+    (run_dir / "benchmark_time.json").write_text('{"train_s": 60.0}')
     (run_dir / "metrics.csv").write_text(metrics)
     (run_dir / "train.log").write_text(f"{started},000 INFO semiseg 0.1.0: method 'supervised'\n")
     (run_dir / "eval_test" / "summary.csv").write_text(
@@ -235,7 +235,7 @@ def test_a_run_from_an_earlier_training_of_its_start_is_marked_and_trains_again(
     _fake_complete_run(cell / "reproduced", "2026-12-03 19:40:00", 0.65, source=now)  # the same one, trained earlier
     _fake_complete_run(cell / "legacy", "2026-12-03 19:50:00", 0.66)  # no fingerprint: started before its start
     _fake_complete_run(cell / "new", "2026-12-07 02:10:00", 0.6, source=now)
-    (cell / "lower_bound" / "start_weights.pt").write_bytes(b"x")
+    (cell / "lower_bound" / "checkpoint_final.pt").write_bytes(b"x")  # its weights are here
     by = {j.run: j for j in todo}
     assert [n for n in by if from_an_earlier_start(by[n])] == ["old", "legacy"]
     assert [j.run for j in runs_to_train(todo, todo)] == ["old", "legacy"]  # their start is kept: not trained again

@@ -11,7 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from semiseg.benchmark.planning import Job, can_start_others, from_an_earlier_start, is_current, plan, select
+from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current, plan, select
 from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results
 from semiseg.benchmark.schema import command_line, load_benchmark
@@ -129,8 +129,8 @@ def execute_job(job: Job) -> dict[str, Any]:
     return {**timing, "trained_now": not skipped}
 
 
-RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "start_weights.pt", "tensorboard", "predictions.npz")
-"""What a run record leaves out: weights (checkpoints, start weights), their temp files, TensorBoard logs, saved
+RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
+"""What a run record leaves out: weights (checkpoints), their temp files, TensorBoard logs, saved
 predictions. Weights stay out of the repository; a run others start from is trained again on another machine,
 and its trajectory fingerprint tells whether it repeated the training they started from."""
 
@@ -139,8 +139,8 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, re
     """Copy the record of each job's run folder (``base/rel``) from ``src_root/rel`` to ``dst_root/rel`` when the
     source is complete and of the planned configuration and the destination is not (absent, interrupted, or a
     stale record of another configuration, which the current run replaces); returns how many.
-    ``replace``: also replace a current record (the run was just trained again, or its start weights were just
-    written: the record then describes, and keeps, the weights the runs that start from it used)."""
+    ``replace``: also replace a current record (the run was just trained again: the record then describes the
+    weights the runs that start from it used)."""
     import shutil
 
     n = 0
@@ -179,8 +179,7 @@ def runs_to_train(train: list[Job], todo: list[Job]) -> list[Job]:
         grew = False
         for d in list(pend):
             start = unique[d].depends
-            if start is not None and start not in pend and not (
-                    is_current(unique[start], weights_needed=False) and can_start_others(start)):
+            if start is not None and start not in pend and not is_current(unique[start], weights_needed=True):
                 pend.add(start)
                 grew = True
     pending, seen = [], set()
@@ -202,8 +201,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     ``report_only``: train nothing; write the tables from the runs complete so far (others "pending").
     ``records``: a folder of run records (run folders without weights, e.g. committed from an earlier
     machine): complete runs there are copied into the grid first and are not trained again (a run others
-    start from keeps the weights they load, ``start_weights.pt``; one whose record lacks them is trained again
-    when a run that starts from it must train), and the record of each run is written there as soon as it is
+    start from is trained again when a run that starts from it must train), and the record of each run is written there as soon as it is
     scored (and of every complete run at the end). A run that started from an earlier training of the run
     it starts from (:func:`~semiseg.benchmark.planning.from_an_earlier_start`) trains again when selected.
     """
@@ -226,14 +224,6 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     for j in todo:
         run_cfg = load_config(j.preset, [o for o in j.overrides if not o.startswith("method.init_from=")])
         validate_method_params(run_cfg.method.name, run_cfg.method.params)
-    from semiseg.engine.checkpoint import START_WEIGHTS, save_start_weights
-
-    sources = {j.depends for j in todo if j.depends is not None}
-    for j in todo:  # a run others start from, trained here before start weights were kept (or by an older semiseg)
-        if j.run_dir in sources and not (j.run_dir / START_WEIGHTS).is_file() and is_current(j):
-            save_start_weights(j.run_dir)
-            if records is not None:
-                copy_records(out, Path(records), [j], out, replace=True)
     train = select(cfg, todo, **only) if only else todo
     pending = runs_to_train(train, todo)
     n_runs = len({j.run_dir for j in todo})
@@ -250,7 +240,6 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         return {"rows": rows, "output": out}
     failed: dict[Path, str] = {}
     t0 = time.time()
-    retraining = {j.run_dir for j in pending}  # their dependents wait for the new weights
 
     def pick(free: int) -> list[Task]:
         start = []
@@ -261,11 +250,9 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
                 failed[j.run_dir] = f"its init_from run {j.depends} failed"
                 pending.remove(j)
                 continue
-            if j.depends is not None and not ((j.depends / "checkpoint_final.pt").is_file() or (
-                    j.depends not in retraining and can_start_others(j.depends))):
+            if j.depends is not None and not (j.depends / "checkpoint_final.pt").is_file():
                 continue
             pending.remove(j)
-            (j.run_dir / START_WEIGHTS).unlink(missing_ok=True)  # trained again: its kept start weights are another model's
             say(f"[{time.time() - t0:7.0f} s] start  {j.run_dir.relative_to(out)}")
             start.append(Task(j, execute_job, (j,)))
         return start
@@ -274,11 +261,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         j = task.key
         if error is None:
             say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s)")
-            new_start = j.run_dir in sources and (result["trained_now"] or not (j.run_dir / START_WEIGHTS).is_file())
-            if new_start:
-                save_start_weights(j.run_dir)  # what the runs that start from it load, kept by its record
             if records is not None:  # kept at once: a grid killed later (a session's end) loses no finished run
-                copy_records(out, Path(records), [j], out, replace=result["trained_now"] or new_start)
+                copy_records(out, Path(records), [j], out, replace=result["trained_now"])
         else:
             failed[j.run_dir] = error
             say(f"[{time.time() - t0:7.0f} s] FAILED {j.run_dir.relative_to(out)}: {error}")

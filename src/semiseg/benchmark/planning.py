@@ -133,14 +133,6 @@ def first_start(run_dir: Path) -> datetime | None:
         return None
 
 
-def can_start_others(run_dir: Path) -> bool:
-    """The weights a run that starts from this one (``init_from``) loads are here: its final checkpoint, or the
-    start weights a record keeps (:data:`~semiseg.engine.checkpoint.START_WEIGHTS`)."""
-    from semiseg.engine.checkpoint import START_WEIGHTS
-
-    return (run_dir / "checkpoint_final.pt").is_file() or (run_dir / START_WEIGHTS).is_file()
-
-
 def from_an_earlier_start(job: Job, run_dir: Path | None = None) -> bool:
     """The run (complete) started from another training of the run it starts from (``init_from``) than the one
     there now: that run was trained again since (a fresh machine retrains a run whose record keeps no weights)

@@ -78,33 +78,6 @@ def resolve_checkpoint(model: Path, which: str = "best") -> Path:
     return model
 
 
-START_WEIGHTS = "start_weights.pt"
-"""A run folder's copy of the inference weights that ``method.init_from`` loads from it (its best checkpoint, else
-the final one): small, and kept by benchmark records, so a run that others start from need not be trained again
-on another machine (a retrained run is another model: runs do not repeat bit for bit across machines)."""
-
-
-def resolve_start_checkpoint(model: Path) -> Path:
-    """What ``method.init_from`` loads: a checkpoint file, or a run folder's best (else final) checkpoint, else its
-    :data:`START_WEIGHTS` (a run folder restored from a benchmark record)."""
-    model = Path(model)
-    kept = model / START_WEIGHTS
-    if model.is_dir() and kept.is_file() and not any((model / f"checkpoint_{w}.pt").is_file() for w in ("best", "final")):
-        return kept
-    return resolve_checkpoint(model)
-
-
-def save_start_weights(run_dir: Path) -> Path:
-    """Write ``run_dir/start_weights.pt``: the inference weights and step of the checkpoint that ``method.init_from``
-    loads from the run (:func:`resolve_checkpoint`), in the checkpoint format."""
-    source = resolve_checkpoint(run_dir)
-    ckpt = load_checkpoint(source)
-    path = Path(run_dir) / START_WEIGHTS
-    save_atomic({"format": CHECKPOINT_FORMAT, "semiseg_version": ckpt.get("semiseg_version"), "step": ckpt["step"],
-                 "inference_state": ckpt["inference_state"], "source": source.name}, path)
-    return path
-
-
 def non_finite_entries(state: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
     tensors = [(n, t) for n, t in state.items() if torch.is_tensor(t) and t.is_floating_point()]

@@ -18,7 +18,7 @@ MARKER = ".semiseg_run"
 """Written first into every run folder: ``--overwrite`` only ever empties folders that carry it."""
 INIT_FROM = "init_from.json"
 """Written by a run that starts from another (``method.init_from``): which weights, and that run's trajectory."""
-OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv", INIT_FROM, "start_weights.pt")
+OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv", INIT_FROM)
 OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "advice_*", "tensorboard")
 """What semiseg writes into a run folder (checkpoints, their temp files, evaluations, advice, TensorBoard logs)."""
 

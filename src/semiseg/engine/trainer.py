@@ -26,7 +26,7 @@ from semiseg.data.splits import Splits, make_splits
 from semiseg.data.transforms import build_augmentation
 from semiseg.engine.phase_timer import PhaseTimer, peak_rss_gib
 from semiseg.engine.checkpoint import (
-    CHECKPOINT_FORMAT, load_checkpoint, non_finite_entries, resolve_start_checkpoint, rng_state, save_atomic, seed_everything,
+    CHECKPOINT_FORMAT, load_checkpoint, non_finite_entries, resolve_checkpoint, rng_state, save_atomic, seed_everything,
     set_rng_state,
 )
 from semiseg.engine.data_setup import (
@@ -144,7 +144,7 @@ class Trainer:
         self.method = create_method(cfg.method.name, ctx, cfg.method.params)
         check_patch_size(cfg, self.method.inference_network())
         if cfg.method.init_from and not self._resuming:
-            start = resolve_start_checkpoint(Path(cfg.method.init_from))
+            start = resolve_checkpoint(Path(cfg.method.init_from))
             init = load_checkpoint(start)
             self.method.load_initial_weights(init["inference_state"])
             self.logger.info(f"initialised from {cfg.method.init_from} (step {init['step']})")
