@@ -5,6 +5,7 @@
 #   bash benchmarks/grid.sh acdc_cpu --report-only   # publish the runs complete so far
 #   bash benchmarks/grid.sh acdc_equireg_cpu  # EquiReg vs its baseline, 3 seeds (docs/benchmarks/acdc_equireg.md)
 #   bash benchmarks/grid.sh la_cpu          # left atrium, CPU protocol (docs/benchmarks/la.md), ~12 h on 2 cores
+#   DOC=acdc_progress bash benchmarks/grid.sh acdc_cpu --report-only   # publish under another name (a grid in progress)
 # Re-running resumes: complete runs are skipped, interrupted ones continue from their checkpoint; the records of
 # complete runs (benchmarks/records/<name>, committed) let a fresh clone resume where an earlier machine stopped.
 set -euo pipefail
@@ -20,7 +21,7 @@ records="benchmarks/records/$(basename "${out:-$name}")"
 md=$(grep -E '^results' "$log" | tail -1 | sed 's/.*: //')   # the results file this grid wrote
 rm -f "$log"
 mkdir -p docs/benchmarks
-doc="${name%_cpu}"
+doc="${DOC:-${name%_cpu}}"
 png="${md%.md}.png"
 sed "s#($(basename "$png"))#(${doc}.png)#" "$md" > "docs/benchmarks/${doc}.md"
 if [ -f "$png" ]; then cp "$png" "docs/benchmarks/${doc}.png"; fi
