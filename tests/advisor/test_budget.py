@@ -176,3 +176,16 @@ def test_a_killed_worker_fails_its_seed_and_the_other_seeds_go_on(tmp_path, monk
     assert all((c[-1].job.run_dir / "ran.txt").is_file() for c in plans[1].values())  # seed 1 trained in a new pool
     assert not any((c[-1].job.run_dir / "ran.txt").exists() for c in plans[0].values())
     assert "seed 0 random: its start failed" in str(err.value) and "re-run the same command" in str(err.value)
+
+
+def test_results_with_one_seed_say_that_the_intervals_leave_out_training_noise(tmp_path):
+    from semiseg.benchmark.budget import ONE_SEED_CAVEAT, write_budget_results
+
+    cfg = load_budget(_write(tmp_path, tmp_path / "ds"))
+    cases = {"case08": 0.5, "case09": 0.7}
+    rows = [{"seed": s, "strategy": st, "round": r, "labeled": 2 + r, "dice_mean": 0.6, "labeled_subjects": "",
+             "_cases": cases} for s in (0, 1) for st, r in [("start", 0), ("random", 1), ("random", 2)]]
+    write_budget_results(cfg, [r for r in rows if r["seed"] == 0], tmp_path, "cmd")
+    assert ONE_SEED_CAVEAT in (tmp_path / "results.md").read_text()
+    write_budget_results(cfg, rows, tmp_path, "cmd")
+    assert "One seed" not in (tmp_path / "results.md").read_text()

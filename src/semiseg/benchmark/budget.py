@@ -458,6 +458,12 @@ def budget_table(cfg: BudgetConfig, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+ONE_SEED_CAVEAT = (
+    "**One seed so far.** Its intervals resample the test cases only: they leave out the run-to-run noise of "
+    "training (another seed, or another pick of nearly equal score, can move a cell by more than its interval), "
+    "so a difference here is not yet evidence that one strategy beats another.")
+
+
 def write_budget_results(cfg: BudgetConfig, rows: list[dict[str, Any]], out: Path, command: str) -> None:
     import platform
 
@@ -478,6 +484,7 @@ def write_budget_results(cfg: BudgetConfig, rows: list[dict[str, Any]], out: Pat
           "then averaged) over seeds, 95% percentile-bootstrap interval resampling seeds and test cases (n = seeds). "
           "'vs random': the paired difference from the random strategy (same seeds, same test cases) with its interval. "
           "Model selection on validation cases only.", "",
+          *([ONE_SEED_CAVEAT, ""] if rows and len({r["seed"] for r in rows}) < 2 else []),
           *([f"![test Dice against labeled subjects]({cfg.results}.png)", ""] if rows else []),
           budget_table(cfg, rows) if rows else "(no complete runs yet)"]
     (out / f"{cfg.results}.md").write_text("\n".join(md) + "\n")
