@@ -175,6 +175,7 @@ def curve_plot(series: dict[str, list[tuple[float, float, float, float]]], path:
         x, y, lo, hi = (np.array(v) for v in zip(*pts))
         (line,) = ax.plot(x, y, marker="o", label=name)
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=band_alpha)
+    ax.set_xticks(sorted({float(p[0]) for pts in series.values() for p in pts}))  # the measured counts only
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test mean Dice")
     ax.set_title(title)
