@@ -198,6 +198,21 @@ def test_a_selected_run_trains_with_its_init_from_run_and_nothing_else(msd_datas
     assert (rec / "labeled_2" / "seed_0" / "continued" / "benchmark_time.json").is_file()
     begun = json.loads((tmp_path / "fresh2" / "labeled_2" / "seed_0" / "continued" / "init_from.json").read_text())
     assert begun["source_trajectory"] == trajectory_fingerprint(tmp_path / "fresh2" / "labeled_2" / "seed_0" / "lower_bound")
+    # a run that another process is training (its lock) is never replaced by its record, e.g. by a report-only
+    # call beside a running grid (it once deleted a training run's files under it)
+    import os
+    import platform
+
+    from semiseg.engine.run_dir import TRAINING_LOCK
+
+    busy = tmp_path / "busy" / "labeled_2" / "seed_0" / "continued"
+    busy.mkdir(parents=True)
+    (busy / "train.log").write_text("in training\n")
+    (busy / TRAINING_LOCK).write_text(json.dumps({"pid": os.getppid(), "host": platform.node(), "started": "now"}))
+    run_benchmark(path, tmp_path / "busy", say=lambda s: None, report_only=True, records=rec)
+    assert (busy / "train.log").read_text() == "in training\n" and not (busy / "metrics.csv").exists()
+    assert (tmp_path / "busy" / "labeled_2" / "seed_0" / "lower_bound" / "metrics.csv").is_file()  # others copied
+    assert not list(rec.rglob(TRAINING_LOCK))  # never part of a record
 
 def _fake_complete_run(run_dir, started, dice, metrics="step,split,name,value\n50,train,loss,0.5\n", source=None):
     """A scored run record (no weights) whose training first started at ``started``; ``source``: the trajectory

@@ -41,6 +41,7 @@ from pydantic import Field, ValidationError, field_validator
 from semiseg.benchmark.execution import RECORD_SKIP, Task, execute_job, run_in_workers
 from semiseg.benchmark.planning import Job, is_complete
 from semiseg.config.schema import _Strict
+from semiseg.engine.run_dir import check_not_in_use, lock_holder
 from semiseg.errors import ConfigError, SemisegError, validation_summary
 
 
@@ -217,6 +218,8 @@ def copy_round_record(rnd: Round, src: Path, dst: Path, replace: bool = False) -
         return False
     if rnd.advice is not None and not (s_adv / "next_labeled_cases.txt").is_file():
         return False
+    if lock_holder(d_run) is not None:
+        return False  # being trained by a process: never replaced under it
     if d_run.exists():
         shutil.rmtree(d_run)
     shutil.copytree(s_run, d_run, ignore=shutil.ignore_patterns(*RECORD_SKIP))
@@ -264,6 +267,7 @@ def _retrain_starts_without_weights(plans: dict[int, dict[str, list[Round]]],
         redo[s] = {r.job.run_dir: trajectory_fingerprint(r.job.run_dir) for r in start}
         for r in start:
             if not is_complete(r.job.run_dir):
+                check_not_in_use(r.job.run_dir, "train it again")
                 shutil.rmtree(r.job.run_dir)
         say(f"seed {s}: its start was trained on another machine (records keep no weights): trained again here; "
             "its complete strategies stand if the start repeats its trajectory bit for bit, else they train again "

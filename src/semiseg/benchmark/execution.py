@@ -15,6 +15,7 @@ from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current, p
 from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results
 from semiseg.benchmark.schema import command_line, load_benchmark
+from semiseg.engine.run_dir import TRAINING_LOCK, lock_holder, training_lock
 from semiseg.errors import SemisegError
 
 
@@ -105,11 +106,12 @@ def execute_job(job: Job) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    result = run_or_resume(cfg, job.run_dir)
-    skipped = result.get("skipped", False)
-    train_s = 0.0 if skipped else time.time() - t0
-    evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
-                 equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
+    with training_lock(job.run_dir):  # no other process replaces the folder while it trains and is scored
+        result = run_or_resume(cfg, job.run_dir)
+        skipped = result.get("skipped", False)
+        train_s = 0.0 if skipped else time.time() - t0
+        evaluate_run(job.run_dir, "test", device=str(resolve_device(cfg.train.device)), save_predictions=False,
+                     equivariance=job.equivariance or None, postprocess=job.postprocess)  # one prediction, every variant
     timing_path = job.run_dir / "benchmark_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"train_s": 0.0, "eval_s": 0.0}
     # the run's own sum over its resumes (also of parts other processes trained); else (a run from before the
@@ -129,7 +131,7 @@ def execute_job(job: Job) -> dict[str, Any]:
     return {**timing, "trained_now": not skipped}
 
 
-RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz")
+RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz", TRAINING_LOCK)
 """What a run record leaves out: weights (checkpoints), their temp files, TensorBoard logs, saved
 predictions. Weights stay out of the repository; a run others start from is trained again on another machine,
 and its trajectory fingerprint tells whether it repeated the training they started from."""
@@ -156,6 +158,8 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, re
             continue
         if (dst / "checkpoint_final.pt").is_file():
             continue  # a finished run of another configuration, with its weights: never deleted here
+        if lock_holder(dst) is not None:
+            continue  # being trained by a process (this grid's or another): never replaced under it
         if dst.exists():
             shutil.rmtree(dst)  # an interrupted run, or a stale record, that the current record supersedes
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))

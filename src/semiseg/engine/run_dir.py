@@ -9,6 +9,9 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from semiseg.errors import ConfigError
@@ -18,7 +21,10 @@ MARKER = ".semiseg_run"
 """Written first into every run folder: ``--overwrite`` only ever empties folders that carry it."""
 INIT_FROM = "init_from.json"
 """Written by a run that starts from another (``method.init_from``): which weights, and that run's trajectory."""
-OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv", INIT_FROM)
+TRAINING_LOCK = ".semiseg_training"
+"""Held while a process trains or scores the run (:func:`training_lock`): no other semiseg process deletes,
+replaces, resumes or trains the folder meanwhile. Never part of a record."""
+OWN_FILES = FILES + (MARKER, "progress.png", "benchmark_time.json", "profile.csv", INIT_FROM, TRAINING_LOCK)
 OWN_PATTERNS = ("checkpoint_*.pt", ".checkpoint_*.pt.*", "eval_*", "advice_*", "tensorboard")
 """What semiseg writes into a run folder (checkpoints, their temp files, evaluations, advice, TensorBoard logs)."""
 
@@ -49,7 +55,65 @@ def foreign_entries(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.name not in own)
 
 
-BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "train.log", "environment.json", "splits.json"})
+def lock_holder(run_dir: Path) -> dict | None:
+    """The process holding the run folder's :data:`TRAINING_LOCK` (``pid``, ``host``, ``started``), or None when no
+    process does: no lock, an unreadable one, or one left by a process of this machine that has ended. A lock
+    of another machine (a shared file system) counts as held: its process cannot be checked from here."""
+    try:
+        info = json.loads((Path(run_dir) / TRAINING_LOCK).read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if info.get("host") == platform.node():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return info
+
+
+def _held_here(info: dict | None) -> bool:
+    return info is not None and info.get("host") == platform.node() and int(info["pid"]) == os.getpid()
+
+
+def check_not_in_use(run_dir: Path, doing: str) -> None:
+    """Raise a :class:`ConfigError` naming the process when another process holds the run folder's lock."""
+    info = lock_holder(run_dir)
+    if info is not None and not _held_here(info):
+        raise ConfigError(f"'{run_dir}' is being trained by process {info['pid']} on {info.get('host')} (since "
+                          f"{info.get('started')}); refusing to {doing}. Wait for it to end (if that process is gone, "
+                          f"delete {Path(run_dir) / TRAINING_LOCK})")
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s :data:`TRAINING_LOCK` while the block runs (re-entrant in one process; a stale lock of an
+    ended process is taken over). Another process holding it: :class:`ConfigError`, nothing touched."""
+    run_dir = Path(run_dir)
+    if _held_here(lock_holder(run_dir)):
+        yield
+        return
+    check_not_in_use(run_dir, "train it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / TRAINING_LOCK
+    path.unlink(missing_ok=True)  # stale: its process ended
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:  # another process took it just now
+        check_not_in_use(run_dir, "train it")
+        raise
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"pid": os.getpid(), "host": platform.node(),
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "train.log", "environment.json", "splits.json", TRAINING_LOCK})
 """What a start writes before its data and network are set up: a folder holding only these never trained."""
 
 
@@ -69,9 +133,14 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run folder '{path}' exists and is not a folder")
-    if path.exists() and any(path.iterdir()) and not overwrite and failed_start(path):
+
+    def entries() -> list[Path]:  # the folder's content, less this process's own lock (held before setup)
+        return [e for e in path.iterdir() if e.name != TRAINING_LOCK or not _held_here(lock_holder(path))]
+
+    if path.exists() and entries() and not overwrite and failed_start(path):
         overwrite = True  # the same command works again once the input is fixed
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and entries():
+        check_not_in_use(path, "replace it")
         if not overwrite:
             raise ConfigError(f"run folder '{path}' already exists; use --overwrite to replace it or 'semiseg resume {path}'")
         if not (path / MARKER).is_file():
@@ -80,7 +149,7 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
         if foreign:
             raise ConfigError(f"'{path}' holds files semiseg did not write ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); move them or choose another run folder")
-        for entry in path.iterdir():
+        for entry in entries():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text(json.dumps({"semiseg_run": 1}) + "\n")

@@ -35,8 +35,8 @@ from semiseg.engine.data_setup import (
 from semiseg.engine.optim import build_optimizer, build_scheduler
 from semiseg.engine.distributed import any_rank, average_gradients, broadcast_module, init_from_environment, rank, world_size
 from semiseg.engine.run_dir import (
-    close_logger, is_main_process, prepare_run_dir, remove_orphan_temp_files, setup_logger, write_environment,
-    write_init_from,
+    check_not_in_use, close_logger, is_main_process, prepare_run_dir, remove_orphan_temp_files, setup_logger,
+    training_lock, write_environment, write_init_from,
 )
 from semiseg.errors import ConfigError, SemisegError
 from semiseg.evaluation.inference import memory_format, predict_probabilities
@@ -101,6 +101,7 @@ class Trainer:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"'{run_dir}' is not a run folder (no config.yaml)")
+        check_not_in_use(run_dir, "resume it")  # before anything in it is touched
         cfg = load_config(run_dir / "config.yaml", overrides)
         remove_orphan_temp_files(run_dir)
         if not (run_dir / "checkpoint_latest.pt").is_file():  # killed before its first checkpoint: start it again
@@ -400,8 +401,9 @@ class Trainer:
     # ---------------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
         try:
-            self._setup()
-            return self._loop()
+            with training_lock(self.run_dir) if is_main_process() else contextlib.nullcontext():
+                self._setup()
+                return self._loop()
         finally:
             if getattr(self, "tb", None) is not None:
                 self.tb.close()
