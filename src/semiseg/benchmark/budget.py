@@ -38,10 +38,10 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from semiseg.benchmark.execution import RECORD_SKIP, Task, execute_job, run_in_workers
+from semiseg.benchmark.execution import Task, execute_job, put_record, run_in_workers
 from semiseg.benchmark.planning import Job, is_complete
 from semiseg.config.schema import _Strict
-from semiseg.engine.run_dir import check_not_in_use, lock_holder
+from semiseg.engine.run_dir import check_not_in_use
 from semiseg.errors import ConfigError, SemisegError, validation_summary
 
 
@@ -218,11 +218,8 @@ def copy_round_record(rnd: Round, src: Path, dst: Path, replace: bool = False) -
         return False
     if rnd.advice is not None and not (s_adv / "next_labeled_cases.txt").is_file():
         return False
-    if lock_holder(d_run) is not None:
-        return False  # being trained by a process: never replaced under it
-    if d_run.exists():
-        shutil.rmtree(d_run)
-    shutil.copytree(s_run, d_run, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+    if not put_record(s_run, d_run):
+        return False
     if rnd.advice is not None:
         shutil.copytree(s_adv, d_run.parent / "advice", dirs_exist_ok=True)
     return True

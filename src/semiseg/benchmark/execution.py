@@ -143,8 +143,6 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, re
     stale record of another configuration, which the current run replaces); returns how many.
     ``replace``: also replace a current record (the run was just trained again: the record then describes the
     weights the runs that start from it used)."""
-    import shutil
-
     n = 0
     done: set[Path] = set()
     for job in jobs:
@@ -158,13 +156,22 @@ def copy_records(src_root: Path, dst_root: Path, jobs: list[Job], base: Path, re
             continue
         if (dst / "checkpoint_final.pt").is_file():
             continue  # a finished run of another configuration, with its weights: never deleted here
-        if lock_holder(dst) is not None:
-            continue  # being trained by a process (this grid's or another): never replaced under it
-        if dst.exists():
-            shutil.rmtree(dst)  # an interrupted run, or a stale record, that the current record supersedes
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
-        n += 1
+        n += put_record(src, dst)  # over an interrupted run, or a stale record, that the current record supersedes
     return n
+
+
+def put_record(src: Path, dst: Path) -> bool:
+    """Copy run folder ``src`` without :data:`RECORD_SKIP` to ``dst``, replacing what is there, unless a process
+    is training ``dst`` (its :data:`~semiseg.engine.run_dir.TRAINING_LOCK`: never replaced under it); whether it
+    copied."""
+    import shutil
+
+    if lock_holder(dst) is not None:
+        return False
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*RECORD_SKIP))
+    return True
 
 
 def runs_to_train(train: list[Job], todo: list[Job]) -> list[Job]:
