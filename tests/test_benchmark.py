@@ -505,3 +505,23 @@ def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError(f"worker(s) {workers} outlived the killed grid process")
+
+
+def test_a_run_of_an_earlier_method_revision_is_stale(tmp_path, msd_dataset, monkeypatch):
+    """A fix that no option shows (Method.revision raised) makes earlier runs of that method stale."""
+    from semiseg.benchmark.planning import matches_plan
+    from semiseg.config import dump_config, load_config
+    from semiseg.engine.run_dir import method_revision_of, write_environment
+    from semiseg.methods.registry import get_method_class
+
+    path = _write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"}})
+    job = plan(load_benchmark(path), tmp_path / "grid")[0]
+    job.run_dir.mkdir(parents=True)
+    (job.run_dir / "config.yaml").write_text(dump_config(load_config(job.preset, list(job.overrides))))
+    assert matches_plan(job.run_dir, job)  # no environment.json yet: judged by its configuration
+    write_environment(job.run_dir, "cpu")  # revision 0, as every run recorded before revisions were
+    assert method_revision_of(job.run_dir) == 0 and matches_plan(job.run_dir, job)
+    monkeypatch.setattr(get_method_class("supervised"), "revision", 1)
+    assert not matches_plan(job.run_dir, job)
+    write_environment(job.run_dir, "cpu", 1)
+    assert method_revision_of(job.run_dir) == 1 and matches_plan(job.run_dir, job)

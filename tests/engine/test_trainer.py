@@ -35,6 +35,7 @@ def test_train_2d_writes_complete_run_folder(msd_dataset, tmp_path):
     assert ck["optimizers"]["main"]["state"]  # Adam moments saved
     env = json.loads((run / "environment.json").read_text())
     assert env["cpu_model"] and env["cpu_capability"] and env["torch"] == torch.__version__
+    assert env["method_revision"] == 0  # the supervised method's code revision (grids compare it)
 
 
 def test_train_3d_runs(msd_dataset, tmp_path):

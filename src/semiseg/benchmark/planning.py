@@ -96,17 +96,22 @@ def matches_plan(run_dir: Path, job: Job) -> bool:
     with the method's params resolved; options added later take their defaults; ``init_from`` by the cell and
     run it names, so a grid copied or resumed under another folder, e.g. from records, still matches). A complete
     run of another configuration -- a preset or a method default changed since it ran -- is stale: it is never
-    tabulated or reused as if it were current."""
+    tabulated or reused as if it were current. So is a run that an earlier revision of its method's code trained
+    (``method_revision`` of its ``environment.json`` below :attr:`semiseg.methods.base.Method.revision`)."""
     from semiseg.config import load_config
+    from semiseg.engine.run_dir import method_revision_of
 
     stored = run_dir / "config.yaml"
     if not stored.is_file():
         return True
     try:
-        from semiseg.methods.registry import resolved_config
+        from semiseg.methods.registry import get_method_class, resolved_config
 
         have, want = (resolved_config(c) for c in (load_config(stored), load_config(job.preset, list(job.overrides))))
     except Exception:  # an unreadable or outdated config is not the planned one
+        return False
+    if (run_dir / "environment.json").is_file() and \
+            method_revision_of(run_dir) != get_method_class(want["method"]["name"]).revision:
         return False
     for c in (have, want):  # the run it started from, by its place in the grid (the grid folder may have moved)
         if c["method"].get("init_from"):

@@ -218,8 +218,18 @@ def environment_record(device: str) -> dict:
     return rec
 
 
-def write_environment(path: Path, device: str) -> None:
-    (path / "environment.json").write_text(json.dumps(environment_record(device), indent=2))
+def write_environment(path: Path, device: str, method_revision: int = 0) -> None:
+    """The machine and software a run trained with, and its method's code revision (:attr:`Method.revision`)."""
+    rec = {**environment_record(device), "method_revision": method_revision}
+    (path / "environment.json").write_text(json.dumps(rec, indent=2))
+
+
+def method_revision_of(run_dir: Path) -> int:
+    """The method revision a run was trained with (0: recorded before revisions were, or no environment.json)."""
+    try:
+        return int(json.loads((Path(run_dir) / "environment.json").read_text()).get("method_revision", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def is_main_process() -> bool:

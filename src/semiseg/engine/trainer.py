@@ -123,7 +123,8 @@ class Trainer:
             self.splits = make_splits(layout.refs(), cfg.split)  # deterministic: the same on every rank
             if is_main_process():
                 self.splits.save(splits_path)
-                write_environment(self.run_dir, f"{self.device} x {world_size()} ranks" if world_size() > 1 else str(self.device))
+                write_environment(self.run_dir, f"{self.device} x {world_size()} ranks" if world_size() > 1 else str(self.device),
+                                  get_method_class(cfg.method.name).revision)
         s = self.splits
         self.logger.info(
             f"splits (seed {s.seed}): {len(s.labeled)} labeled, {len(s.unlabeled)} unlabeled, {len(s.val)} validation, {len(s.test)} test cases"

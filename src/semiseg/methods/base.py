@@ -92,6 +92,11 @@ class Method(nn.Module):
     Params: ClassVar[type[MethodParams]] = MethodParams
     uses_unlabeled: ClassVar[bool] = False
     manual_optimization: ClassVar[bool] = False
+    revision: ClassVar[int] = 0
+    """Raised when what the method computes changes and its configuration does not show it (a fix with no
+    option, or a new option whose default changes the computation); recorded in each run's
+    ``environment.json``, so that grids treat runs of an earlier revision as stale
+    (:func:`semiseg.benchmark.planning.matches_plan`)."""
 
     def __init__(self, ctx: MethodContext, params: MethodParams) -> None:
         super().__init__()
