@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from semiseg.methods import create_method
-from semiseg.methods.ssnet import separation_loss, soft_dice_distance
+from semiseg.methods.ssnet import separation_loss, soft_dice_distance, vat_distance
 from tests.conftest import tiny_unet_context
 
 C = 3
@@ -30,16 +30,29 @@ def test_adversarial_perturbation_has_the_magnitude_per_image_and_leaves_bn_stat
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     # the adversarial direction increases the distance more than a random one of the same norm
     with torch.no_grad():
-        adv = soft_dice_distance(torch.softmax(m.network(x + 6.0 * d), 1), probs)
+        adv = vat_distance(torch.softmax(m.network(x + 6.0 * d), 1), probs, "class_mean")
         rnd = torch.randn_like(x)
         rnd = rnd / rnd.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-        ran = soft_dice_distance(torch.softmax(m.network(x + 6.0 * rnd), 1), probs)
+        ran = vat_distance(torch.softmax(m.network(x + 6.0 * rnd), 1), probs, "class_mean")
     assert adv > ran
 
 
 def test_soft_dice_distance_by_hand():
     p, q = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([1.0, 0.0, 0.0])
     assert soft_dice_distance(p, q).item() == pytest.approx(1 - 2 * 0.5 / 2.0)
+
+
+def test_vat_distance_is_each_codes_soft_dice():
+    # two classes, two pixels: p = (0.5, 0.5 | 0.5, 0.5) against q = (1, 0 | 0, 1)
+    p = torch.tensor([[[0.5, 0.5]], [[0.5, 0.5]]]).reshape(1, 2, 2)
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).reshape(1, 2, 2)
+    # 2D code (softDiceLoss): per class 1 - 2 * 0.5 / (0.5 + 1) = 1/3, averaged over the classes
+    assert vat_distance(p, q, "class_mean").item() == pytest.approx(1 / 3, rel=1e-6)
+    # LA code (Binary_dice_loss over the whole tensors): 1 - 2 * 1 / (2 + 2) = 1/2
+    assert vat_distance(p, q, "whole").item() == pytest.approx(0.5, rel=1e-6)
+    assert create_method("ssnet", ctx(2), {}).vat_kind == "class_mean"
+    assert create_method("ssnet", ctx(3), {}).vat_kind == "whole"
+    assert create_method("ssnet", ctx(2), {"vat_distance": "whole"}).vat_kind == "whole"
 
 
 def test_separation_loss_by_hand_with_neutral_selectors():

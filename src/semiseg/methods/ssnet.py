@@ -4,8 +4,12 @@
   [-0.5, 0.5], l2-normalised per image) is turned into the adversarial one by one power iteration: the
   gradient, with respect to the direction, of the distance between the prediction on ``x + xi d`` (xi = 10)
   and the prediction on ``x`` (no gradient), normalised per image. The loss is that distance at
-  ``x + magnitude d`` (magnitude 6 in 2D, 10 in 3D: the code's defaults). The distance is the code's soft
-  Dice ``1 - 2 sum(p q) / (sum p + sum q)``; batch-norm statistics are not updated by these passes.
+  ``x + magnitude d`` (magnitude 6 in 2D, 10 in 3D: the code's defaults). The distance is a soft Dice loss
+  between the two probability maps, as each code has it (``vat_distance``): in 2D its ``softDiceLoss``, one
+  ``1 - 2 sum(p q) / (sum p^2 + sum q^2)`` per class averaged over the classes (``class_mean``); in 3D its
+  ``Binary_dice_loss`` over the whole tensors, ``1 - 2 sum(p q) / (sum p + sum q)`` (``whole``). Batch-norm
+  statistics are not updated by these passes. The target is the training pass's prediction, detached (the
+  code predicts it in a separate no-gradient pass of the same network, a second dropout sample).
 - **Class separation**: the last decoder features go through a projection and a prediction head (two
   linear layers with batch norm, 32 wide). A memory keeps, per foreground class, up to 32 projected
   features of labeled voxels the network predicts correctly, ranked by a learned selector (the highest
@@ -30,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semiseg.losses import dice_loss
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, supervised_loss
 from semiseg.methods.registry import register_method
 from semiseg.methods.voxel_features import mlp
@@ -43,6 +48,10 @@ class SSNetParams(SupervisedLossParams):
     magnitude: float | None = None
     """VAT perturbation norm per image (None: 6 in 2D, 10 in 3D, the code's defaults)."""
     power_iterations: int = 1
+    vat_distance: Literal["class_mean", "whole"] | None = None
+    """Soft Dice between the perturbed and the clean prediction: per class, averaged (the 2D code's
+    ``softDiceLoss``), or over the whole tensors with plain sums (the LA code's ``Binary_dice_loss``); None: the
+    code's choice for the data's dimensions."""
     feature_dim: int = 32
     memory_size: int = 32
     separation_weight: float = 0.1
@@ -55,6 +64,14 @@ class SSNetParams(SupervisedLossParams):
 def soft_dice_distance(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """SS-Net's ``Binary_dice_loss``: ``1 - (2 sum(p q) + eps) / (sum p + sum q + eps)`` over the whole tensors."""
     return 1 - (2 * torch.sum(p * q) + eps) / (torch.sum(p) + torch.sum(q) + eps)
+
+
+def vat_distance(p: torch.Tensor, q: torch.Tensor, kind: Literal["class_mean", "whole"]) -> torch.Tensor:
+    """SS-Net's VAT distance between probability maps: ``class_mean`` is the 2D code's ``softDiceLoss`` (squared
+    denominators, smoothing 1e-10, averaged over the classes), ``whole`` its LA code's ``Binary_dice_loss``."""
+    if kind == "whole":
+        return soft_dice_distance(p, q)
+    return dice_loss(p, q, include_background=True, squared=True, eps=1e-10)
 
 
 def per_image_unit(d: torch.Tensor) -> torch.Tensor:
@@ -105,6 +122,7 @@ def selector(width: int) -> nn.Sequential:
 class SSNet(Method):
     name = "ssnet"
     Params = SSNetParams
+    revision = 1  # December 2026: the 2D VAT distance is the 2D code's class-averaged Dice (was the LA code's)
     uses_unlabeled = True
 
     def __init__(self, ctx: MethodContext, params: SSNetParams) -> None:
@@ -120,6 +138,7 @@ class SSNet(Method):
         self.register_buffer("memory_counts", torch.zeros(k, dtype=torch.long))
         self.magnitude = params.magnitude if params.magnitude is not None else (10.0 if ctx.spatial_dims == 3 else 6.0)
         self.consistency = params.consistency if params.consistency is not None else (1.0 if ctx.spatial_dims == 3 else 0.1)
+        self.vat_kind = params.vat_distance or ("whole" if ctx.spatial_dims == 3 else "class_mean")
 
     def inference_network(self) -> SegmentationNetwork:
         return self.network
@@ -133,7 +152,7 @@ class SSNet(Method):
         d = per_image_unit(torch.rand_like(x) - 0.5)
         for _ in range(p.power_iterations):
             d = d.detach().requires_grad_(True)
-            dist = soft_dice_distance(torch.softmax(self.network(x + p.xi * d).float(), 1), target)
+            dist = vat_distance(torch.softmax(self.network(x + p.xi * d).float(), 1), target, self.vat_kind)
             (grad,) = torch.autograd.grad(dist, d)
             d = per_image_unit(grad)
         return d.detach()
@@ -142,7 +161,7 @@ class SSNet(Method):
         target = probs.detach()
         with frozen_bn_statistics(self.network):
             d = self.adversarial_direction(x, target)
-            return soft_dice_distance(torch.softmax(self.network(x + self.magnitude * d).float(), 1), target)
+            return vat_distance(torch.softmax(self.network(x + self.magnitude * d).float(), 1), target, self.vat_kind)
 
     @torch.no_grad()
     def update_memory(self, features: torch.Tensor, classes: torch.Tensor) -> None:
