@@ -47,3 +47,27 @@ def test_agreeing_outputs_cost_nothing_and_uncertain_voxels_weigh_less():
     mean = (probs[0] + probs[1]) / 2
     d = (mean * torch.log(mean / probs[0])).sum(1)[0, 0]
     assert torch.exp(-d[1]) < torch.exp(-d[0])
+
+
+def test_urpc_loss_is_half_ce_half_dice_per_output_plus_the_ramped_consistency():
+    """The SSL4MIS URPC scripts (2D and 3D): ``(sum CE + sum Dice) / 2S + w * consistency``."""
+    import torch.nn.functional as F
+
+    from semiseg.losses import dice_loss
+    from semiseg.methods import create_method
+    from tests.conftest import tiny_unet_context
+
+    torch.manual_seed(0)
+    ctx = tiny_unet_context(2, 100, classes=3)
+    m = create_method("urpc", ctx, {"consistency_rampup": "none"})
+    m.eval()
+    lab = {"image": torch.randn(2, 1, 16, 16), "label": torch.randint(0, 3, (2, 16, 16))}
+    unl = {"image": torch.randn(2, 1, 16, 16)}
+    out = m.training_step(lab, unl, 0)
+    heads = m.network.forward_heads(torch.cat([lab["image"], unl["image"]]))
+    outs = [heads["seg"]] + [v for k, v in heads.items() if k.startswith("pyramid")]
+    assert len(outs) >= 2
+    ce = sum(F.cross_entropy(o[:2], lab["label"]) for o in outs)
+    dice = sum(dice_loss(torch.softmax(o[:2], 1), lab["label"]) for o in outs)
+    cons, _ = uncertainty_rectified_consistency([o[2:] for o in outs])
+    torch.testing.assert_close(out["loss"], (ce + dice) / (2 * len(outs)) + 0.1 * cons, rtol=1e-5, atol=1e-6)

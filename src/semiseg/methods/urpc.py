@@ -2,8 +2,9 @@
 
 A network with deep-supervision heads on its decoder stages (``unet_urpc`` / ``vnet_urpc``,
 ``deep_supervision``: each head sees a perturbed feature map during training, as in the paper's code), every
-output upsampled to the input size. Labeled images: the mean over the S outputs of CE + Dice (the code's
-``(sum CE)/S + (sum Dice)/S``, here with ``ce_weight`` / ``dice_weight`` = 1). Unlabeled images: with the
+output upsampled to the input size. Labeled images: the mean over the S outputs of 0.5 CE + 0.5 Dice (the
+code's ``(sum CE + sum Dice) / 2S`` in its 2D and 3D scripts; ``ce_weight`` / ``dice_weight``; until December
+2026 both were 1 here, twice the code's supervised weight against the consistency). Unlabeled images: with the
 average prediction ``p_bar`` of the pyramid and, per output s, the KL-based uncertainty
 ``D_s = sum_c p_bar log(p_bar / p_s)`` (Eq. 5-6 of the MedIA paper, the code's ``variance``),
 
@@ -26,8 +27,8 @@ from semiseg.networks.base import SegmentationNetwork
 
 
 class URPCParams(SupervisedLossParams):
-    ce_weight: float = 1.0
-    dice_weight: float = 1.0
+    ce_weight: float = 0.5
+    dice_weight: float = 0.5
     consistency: float = 0.1
     consistency_rampup: Literal["none", "linear", "sigmoid", "cosine"] = "sigmoid"
     rampup_fraction: float = 1.0
