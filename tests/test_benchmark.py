@@ -109,9 +109,13 @@ def test_once_runs_train_once_and_both_postprocessings_are_tabulated(msd_dataset
     cfg_file.write_text(cfg_file.read_text().replace("iterations: 2", "iterations: 3"))
     stale = run_benchmark(path, tmp_path / "fresh", say=said.append, report_only=True)
     assert len(stale["rows"]) == 4 and {r["run"] for r in stale["rows"]} == {"lower_bound"}
+    md = (tmp_path / "fresh" / "results.md").read_text()  # the table says why the row is missing
+    assert "| upper_bound | (stale) |" in md and "| upper_bound | (pending) |" not in md and "trains them again" in md
     # a stale record is replaced by the current run's record (not kept because it is complete)
     rec_cfg = rec / "once" / "seed_0" / "upper_bound" / "config.yaml"
     rec_cfg.write_text(rec_cfg.read_text().replace("iterations: 2", "iterations: 3"))
+    run_benchmark(path, tmp_path / "fresh2", say=said.append, report_only=True, records=rec)  # stale in records only
+    assert "| upper_bound | (stale) |" in (tmp_path / "fresh2" / "results.md").read_text()
     run_benchmark(path, out, say=said.append, report_only=True, records=rec)
     assert "iterations: 2" in rec_cfg.read_text() and "iterations: 3" not in rec_cfg.read_text()
     # a finished run of another configuration, with its weights, is never deleted to make room for a record

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current, plan, select
 from semiseg.benchmark.report import write_results
-from semiseg.benchmark.results import collect_results
+from semiseg.benchmark.results import collect_results, stale_entries
 from semiseg.benchmark.schema import command_line, load_benchmark
 from semiseg.engine.run_dir import TRAINING_LOCK, lock_holder, training_lock
 from semiseg.errors import SemisegError
@@ -243,7 +243,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
         + f"{n_train - len(pending)} {'of them ' if only else ''}already complete; output {out}")
     if report_only:
         rows = collect_results(cfg, todo)
-        write_results(cfg, rows, out, command, trained_now=False)
+        write_results(cfg, rows, out, command, trained_now=False, stale=stale_entries(todo, out, records))
         if records is not None:
             copy_records(out, Path(records), todo, out)
         done = sum(1 for r in rows if r.get("postprocess", "none") == cfg.postprocess[0])
@@ -282,7 +282,7 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     for j in pending:
         failed.setdefault(j.run_dir, "not started")
     rows = collect_results(cfg, todo)
-    write_results(cfg, rows, out, command)
+    write_results(cfg, rows, out, command, stale=stale_entries(todo, out, records))
     if records is not None:
         copy_records(out, Path(records), todo, out)
     if failed:

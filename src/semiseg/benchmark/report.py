@@ -28,15 +28,22 @@ EXTRA_METRICS = (("jaccard", "Jaccard", 4), ("hd95", "HD95", 2), ("asd", "ASD", 
                  ("asd_vox", "ASD (vox)", 2))
 
 
-def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
+STALE_NOTE = ("(stale): complete runs of an earlier configuration or method revision than this file plans (a preset, "
+              "a default or a method's code changed since): not tabulated; the grid trains them again.")
+
+
+def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]],
+                     stale: set[tuple[str, Any]] | frozenset = frozenset()) -> str:
     """Per post-processing choice and labeled count: mean (± s.d. over seeds) of Dice per class and mean,
-    Jaccard, HD95, ASD (mm and voxels when scored), RI, bridging, time and peak memory."""
+    Jaccard, HD95, ASD (mm and voxels when scored), RI, bridging, time and peak memory. A row with no current
+    run reads "(stale)" where ``stale`` (run, labeled) has an outdated complete one, else "(pending)"."""
     if not rows:
         return "(no complete runs yet)"
     classes = [k[len("dice_"):] for k in rows[0] if k.startswith("dice_") and k != "dice_mean"]
     extra = [(m, title, digits) for m, title, digits in EXTRA_METRICS if f"{m}_mean" in rows[0]]
     has_rss = any(not math.isnan(r.get("peak_rss_gib", float("nan"))) for r in rows)
     out = []
+    any_stale = False
     for pp in cfg.postprocess:
         for lab in sorted(cfg.labeled):
             sub = [r for r in rows if r["labeled"] == lab and r.get("postprocess", "none") == pp]
@@ -55,7 +62,9 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
                     continue
                 rs = [r for r in sub if r["run"] == name]
                 if not rs:
-                    out.append(f"| {name} | " + " | ".join(["(pending)"] + ["-"] * (len(head) - 2)) + " |")
+                    state = "(stale)" if (name, lab) in stale else "(pending)"
+                    any_stale = any_stale or state == "(stale)"
+                    out.append(f"| {name} | " + " | ".join([state] + ["-"] * (len(head) - 2)) + " |")
                     continue
                 earlier = sorted(r["seed"] for r in rs if r.get("earlier_start"))
                 if earlier:
@@ -80,6 +89,8 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
                            "runs do not repeat bit for bit across machines); its RI and bridging compare it with "
                            "the one shown. Selected again (`--runs`), it trains from the one shown.")
             out.append("")
+    if any_stale:
+        out.append(STALE_NOTE)
     return "\n".join(out)
 
 
@@ -114,7 +125,7 @@ def profile_table(cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> str:
 
 
 def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, command: str,
-                  trained_now: bool = True) -> None:
+                  trained_now: bool = True, stale: set[tuple[str, Any]] | frozenset = frozenset()) -> None:
     total = cfg.entries()  # table entries per post-processing choice
     from semiseg import __version__
     from semiseg.engine.run_dir import git_hash
@@ -140,7 +151,7 @@ def write_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]], out: Path, c
           "RI: relative improvement of mean Dice over the lower bound; bridging: (method - lower) / (upper - lower). "
           "HD95/ASD in mm (the data's spacing); '(vox)' columns in voxels. Peak RSS: the training process's peak resident memory.", "",
           *([f"![Dice against labeled count]({cfg.results}.png)", ""] if rows and len(cfg.labeled) > 1 else []),
-          markdown_results(cfg, rows)]
+          markdown_results(cfg, rows, stale)]
     prof = profile_table(cfg, rows)
     if prof:
         md += ["", "### Where the time goes", "",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current
+from semiseg.benchmark.planning import Job, from_an_earlier_start, is_complete, is_current, matches_plan
 from semiseg.benchmark.schema import BenchmarkConfig
 
 
@@ -49,6 +49,18 @@ def collect_results(cfg: BenchmarkConfig, jobs: list[Job]) -> list[dict[str, Any
                            _cases=case_mean_dice(j.run_dir / folder / "scores.csv", classes))
                 rows.append(row)
     return rows
+
+
+def stale_entries(jobs: list[Job], out: Path, records: Path | None = None) -> set[tuple[str, Any]]:
+    """(run, labeled count) of runs that are complete, in the grid's folder ``out`` or in ``records``, but of
+    another configuration or an earlier method revision than the grid plans
+    (:func:`~semiseg.benchmark.planning.matches_plan`): not tabulated, trained again."""
+    found = set()
+    for j in jobs:
+        places = [j.run_dir] + ([Path(records) / j.run_dir.relative_to(out)] if records is not None else [])
+        if any(is_complete(d, j.equivariance, False, j.postprocess) and not matches_plan(d, j) for d in places):
+            found.add((j.run, j.labeled))
+    return found
 
 
 def trained_on(env: dict[str, Any]) -> str:
