@@ -226,3 +226,12 @@ def test_adversarial_discriminator_steps_on_its_own_loss_only():
     expected = torch.autograd.grad(loss_d, list(m.discriminator.parameters()))
     for g, e in zip(grads["discriminator"], expected):
         torch.testing.assert_close(g, e)
+
+
+def test_ua_mt_consistency_weight_ramps_over_the_whole_run():
+    """UA-MT: lambda(t) = 0.1 exp(-5 (1 - t / t_max)^2) with t_max the run's last step (mean teacher: half)."""
+    m = create_method("ua_mt", ctx(), {})
+    total = m.ctx.total_iterations
+    assert math.isclose(m.ramped(0.1, "sigmoid", total // 2), 0.1 * math.exp(-5 * (1 - (total // 2) / total) ** 2))
+    assert math.isclose(m.ramped(0.1, "sigmoid", total), 0.1)
+    assert create_method("mean_teacher", ctx(), {}).ramped(0.1, "sigmoid", total // 2) == 0.1

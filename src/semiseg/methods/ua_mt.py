@@ -4,7 +4,8 @@ A mean teacher (:mod:`semiseg.methods.mean_teacher`) whose consistency target is
 teacher's uncertainty: ``mc_samples`` stochastic teacher passes (dropout active, fresh input noise
 each) give a mean prediction; its entropy ``u`` is the uncertainty, and only voxels with
 ``u < H`` count, ``H = (0.75 + 0.25 * sigmoid_rampup(step, total)) * ln(C)`` (the threshold ramp of
-the UA-MT code, from 3/4 to the maximum entropy ``ln C``). The target is the teacher's prediction on
+the UA-MT code, from 3/4 to the maximum entropy ``ln C``); the consistency weight 0.1 ramps up over the whole
+run. The target is the teacher's prediction on
 the noisy input as in mean teacher (one more pass, the code's ``ema_output``); the MC mean only
 measures the uncertainty.
 """
@@ -24,6 +25,10 @@ from semiseg.methods.registry import register_method
 class UAMTParams(MeanTeacherParams):
     mc_samples: int = 8
     threshold_start: float = 0.75
+    rampup_fraction: float = 1.0
+    """The consistency weight's Gaussian ramp-up spans the whole run (the paper's ``t_max``, the maximum training
+    step; the UA-MT code's 40 x 150 of 6000 iterations, SSL4MIS's 200 x 150 of 30000). Until December 2026 it
+    kept mean teacher's half-run default."""
 
 
 def uncertainty_threshold(step: int, total: int, num_classes: int, start: float = 0.75) -> float:
