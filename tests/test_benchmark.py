@@ -529,3 +529,39 @@ def test_a_run_of_an_earlier_method_revision_is_stale(tmp_path, msd_dataset, mon
     assert not matches_plan(job.run_dir, job)
     write_environment(job.run_dir, "cpu", 1)
     assert method_revision_of(job.run_dir) == 1 and matches_plan(job.run_dir, job)
+
+
+def test_a_run_folder_of_an_earlier_revision_is_refused_by_train(tmp_path, msd_dataset, monkeypatch):
+    """`semiseg train` into a folder that an earlier revision of the method trained: an error, nothing touched."""
+    from semiseg.config import dump_config, load_config
+    from semiseg.engine.run_dir import write_environment
+    from semiseg.engine.trainer import run_or_resume
+    from semiseg.methods.registry import get_method_class
+    from tests.conftest import tiny_overrides
+
+    cfg = load_config("synthbrain2d_supervised", tiny_overrides(msd_dataset))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    write_environment(run, "cpu", 0)
+    monkeypatch.setattr(get_method_class("supervised"), "revision", 1)
+    with pytest.raises(ConfigError, match="revision 0 of method 'supervised'.*revision 1"):
+        run_or_resume(cfg, run)
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "environment.json"]
+
+
+@pytest.mark.slow
+def test_the_grid_sets_a_stale_run_aside_and_trains_it_again(msd_dataset, tmp_path):
+    path = _write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"}})
+    out = tmp_path / "grid"
+    run_benchmark(path, out, say=lambda _: None)
+    run = out / "labeled_2" / "seed_0" / "lower_bound"
+    cfg_file = run / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("iterations: 2", "iterations: 3"))  # a preset changed since
+    said = []
+    run_benchmark(path, out, say=said.append)
+    aside = [p for p in run.parent.iterdir() if p.name.startswith("lower_bound.stale-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint_final.pt").is_file()  # kept, weights and all
+    assert "iterations: 3" in (aside[0] / "config.yaml").read_text()
+    assert "iterations: 2" in cfg_file.read_text() and (run / "checkpoint_final.pt").is_file()  # trained again
+    assert any("stale run it replaces kept as lower_bound.stale-" in line for line in said)

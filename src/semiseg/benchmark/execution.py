@@ -106,6 +106,7 @@ def execute_job(job: Job) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    aside = set_aside_if_stale(job)
     with training_lock(job.run_dir):  # no other process replaces the folder while it trains and is scored
         result = run_or_resume(cfg, job.run_dir)
         skipped = result.get("skipped", False)
@@ -128,7 +129,25 @@ def execute_job(job: Job) -> dict[str, Any]:
     if torch.cuda.is_available() and str(resolve_device(cfg.train.device)).startswith("cuda") and not skipped:
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     timing_path.write_text(json.dumps(timing, indent=1))
-    return {**timing, "trained_now": not skipped}
+    return {**timing, "trained_now": not skipped, "set_aside": str(aside) if aside else None}
+
+
+def set_aside_if_stale(job: Job) -> Path | None:
+    """A run folder of another configuration or an earlier method revision than ``job`` plans (a stale run: a
+    preset, a default or a method's code changed since) is renamed ``NAME.stale-YYYYmmdd-HHMMSS`` beside it, weights
+    and all, so that the job trains afresh and nothing is deleted; returns the new name (None: nothing to move).
+    A folder another live process is training is never moved (its lock: :class:`ConfigError`)."""
+    from datetime import datetime
+
+    from semiseg.benchmark.planning import matches_plan
+    from semiseg.engine.run_dir import check_not_in_use
+
+    if not (job.run_dir / "config.yaml").is_file() or matches_plan(job.run_dir, job):
+        return None
+    check_not_in_use(job.run_dir, "set it aside as stale")
+    target = job.run_dir.with_name(f"{job.run_dir.name}.stale-{datetime.now():%Y%m%d-%H%M%S}")
+    job.run_dir.rename(target)
+    return target
 
 
 RECORD_SKIP = ("checkpoint_*.pt", ".checkpoint_*", "tensorboard", "predictions.npz", TRAINING_LOCK)
@@ -271,7 +290,8 @@ def run_benchmark(config: Path, output: Path | None = None, overrides: list[str]
     def done(task: Task, result: Any, error: str | None) -> None:
         j = task.key
         if error is None:
-            say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s)")
+            aside = f"; the stale run it replaces kept as {Path(result['set_aside']).name}" if result.get("set_aside") else ""
+            say(f"[{time.time() - t0:7.0f} s] done   {j.run_dir.relative_to(out)} (train {result['train_s']:.0f} s{aside})")
             if records is not None:  # kept at once: a grid killed later (a session's end) loses no finished run
                 copy_records(out, Path(records), [j], out, replace=result["trained_now"])
         else:

@@ -35,7 +35,7 @@ from semiseg.engine.data_setup import (
 from semiseg.engine.optim import build_optimizer, build_scheduler
 from semiseg.engine.distributed import any_rank, average_gradients, broadcast_module, init_from_environment, rank, world_size
 from semiseg.engine.run_dir import (
-    check_not_in_use, close_logger, is_main_process, prepare_run_dir, remove_orphan_temp_files, setup_logger,
+    check_not_in_use, close_logger, is_main_process, method_revision_of, prepare_run_dir, remove_orphan_temp_files, setup_logger,
     training_lock, write_environment, write_init_from,
 )
 from semiseg.errors import ConfigError, SemisegError
@@ -567,12 +567,18 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     The result's ``train_seconds``: wall time in the training loop summed over every part of the run that was
     kept (each resume continues from a checkpoint's sum), whichever process trained it.
 
-    A folder holding a run with a different configuration is an error (never overwritten).
+    A folder holding a run with a different configuration, or one that an earlier revision of the method's code
+    trained (:attr:`semiseg.methods.base.Method.revision`), is an error (never overwritten).
     """
     if (run_dir / "config.yaml").is_file():
         stored = load_config(run_dir / "config.yaml")  # options added later take their defaults
         if resolved_config(stored) != resolved_config(cfg):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
+        have, want = method_revision_of(run_dir), get_method_class(cfg.method.name).revision
+        if (run_dir / "environment.json").is_file() and have != want:
+            raise ConfigError(f"'{run_dir}' holds a run that revision {have} of method '{cfg.method.name}' trained; "
+                              f"its code is at revision {want} now (a fix changed what it computes): remove the "
+                              "folder or choose another")
         if (run_dir / "checkpoint_final.pt").is_file():
             final = load_checkpoint(run_dir / "checkpoint_final.pt", "cpu")
             return {"skipped": True, "train_seconds": float(final.get("train_seconds", 0.0)),
