@@ -11,11 +11,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current, plan, select
+from semiseg.benchmark.planning import Job, from_an_earlier_start, is_current, matches_plan, plan, select
 from semiseg.benchmark.report import write_results
 from semiseg.benchmark.results import collect_results, stale_entries
 from semiseg.benchmark.schema import command_line, load_benchmark
-from semiseg.engine.run_dir import TRAINING_LOCK, lock_holder, training_lock
+from semiseg.engine.run_dir import TRAINING_LOCK, check_not_in_use, lock_holder, training_lock
 from semiseg.errors import SemisegError
 
 
@@ -138,9 +138,6 @@ def set_aside_if_stale(job: Job) -> Path | None:
     and all, so that the job trains afresh and nothing is deleted; returns the new name (None: nothing to move).
     A folder another live process is training is never moved (its lock: :class:`ConfigError`)."""
     from datetime import datetime
-
-    from semiseg.benchmark.planning import matches_plan
-    from semiseg.engine.run_dir import check_not_in_use
 
     if not (job.run_dir / "config.yaml").is_file() or matches_plan(job.run_dir, job):
         return None

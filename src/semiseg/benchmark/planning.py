@@ -110,8 +110,7 @@ def matches_plan(run_dir: Path, job: Job) -> bool:
         have, want = (resolved_config(c) for c in (load_config(stored), load_config(job.preset, list(job.overrides))))
     except Exception:  # an unreadable or outdated config is not the planned one
         return False
-    if (run_dir / "environment.json").is_file() and \
-            method_revision_of(run_dir) != get_method_class(want["method"]["name"]).revision:
+    if method_revision_of(run_dir) not in (None, get_method_class(want["method"]["name"]).revision):
         return False
     for c in (have, want):  # the run it started from, by its place in the grid (the grid folder may have moved)
         if c["method"].get("init_from"):

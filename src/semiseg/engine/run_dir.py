@@ -224,10 +224,14 @@ def write_environment(path: Path, device: str, method_revision: int = 0) -> None
     (path / "environment.json").write_text(json.dumps(rec, indent=2))
 
 
-def method_revision_of(run_dir: Path) -> int:
-    """The method revision a run was trained with (0: recorded before revisions were, or no environment.json)."""
+def method_revision_of(run_dir: Path) -> int | None:
+    """The method revision a run was trained with (0: recorded before revisions were, or unreadable); None when
+    the run has no ``environment.json`` yet (it never reached its training setup)."""
+    path = Path(run_dir) / "environment.json"
+    if not path.is_file():
+        return None
     try:
-        return int(json.loads((Path(run_dir) / "environment.json").read_text()).get("method_revision", 0))
+        return int(json.loads(path.read_text()).get("method_revision", 0))
     except (OSError, ValueError, AttributeError):
         return 0
 

@@ -116,6 +116,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.logger.info(f"semiseg {__version__}: method '{cfg.method.name}', network '{cfg.network.name}', device {self.device}")
         layout = open_verified_layout(cfg, self.logger)
+        method_cls = get_method_class(cfg.method.name)
         splits_path = self.run_dir / "splits.json"
         if self._resuming and splits_path.is_file():
             self.splits = Splits.load(splits_path)
@@ -124,7 +125,7 @@ class Trainer:
             if is_main_process():
                 self.splits.save(splits_path)
                 write_environment(self.run_dir, f"{self.device} x {world_size()} ranks" if world_size() > 1 else str(self.device),
-                                  get_method_class(cfg.method.name).revision)
+                                  method_cls.revision)
         s = self.splits
         self.logger.info(
             f"splits (seed {s.seed}): {len(s.labeled)} labeled, {len(s.unlabeled)} unlabeled, {len(s.val)} validation, {len(s.test)} test cases"
@@ -132,7 +133,6 @@ class Trainer:
         if not s.val and cfg.eval.select_by != "last":
             raise ConfigError(f"eval.select_by = {cfg.eval.select_by} needs validation cases but the split has none; "
                               "set split.val (cases taken out of the unlabeled pool) or eval.select_by=last")
-        method_cls = get_method_class(cfg.method.name)
         if cfg.train.unlabeled_batch_size > 0 and not method_cls.uses_unlabeled:
             self.logger.warning(f"warning: method '{cfg.method.name}' does not use unlabeled data; "
                                 f"train.unlabeled_batch_size = {cfg.train.unlabeled_batch_size} is ignored (no unlabeled cases loaded)")
@@ -575,7 +575,7 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if resolved_config(stored) != resolved_config(cfg):
             raise ConfigError(f"'{run_dir}' holds a run with another configuration; remove it or choose another folder")
         have, want = method_revision_of(run_dir), get_method_class(cfg.method.name).revision
-        if (run_dir / "environment.json").is_file() and have != want:
+        if have is not None and have != want:
             raise ConfigError(f"'{run_dir}' holds a run that revision {have} of method '{cfg.method.name}' trained; "
                               f"its code is at revision {want} now (a fix changed what it computes): remove the "
                               "folder or choose another")
