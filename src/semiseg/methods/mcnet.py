@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 
 from semiseg.methods.base import Method, MethodContext, SupervisedLossParams, joint_batch, supervised_loss
+from semiseg.methods.mixup import sharpen
 from semiseg.methods.registry import register_method
 from semiseg.networks.base import SegmentationNetwork
 
@@ -46,12 +47,10 @@ class MCNetParams(SupervisedLossParams):
 def binary_sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """MC-Net's sharpening, each channel on its own: ``p^(1/T) / (p^(1/T) + (1 - p)^(1/T))``.
 
-    Computed as ``sigmoid(logit(p) / T)`` (the same value; no underflow for small ``T``).
+    The class-normalised :func:`~semiseg.methods.mixup.sharpen` of the two-way distribution ``(p, 1 - p)``
+    (computed in log space: no underflow for small ``T``).
     """
-    if temperature <= 0:
-        raise ValueError(f"sharpening temperature must be > 0; got {temperature}")
-    p = probs.clamp(1e-7, 1 - 1e-7)
-    return torch.sigmoid((torch.log(p) - torch.log1p(-p)) / temperature)
+    return sharpen(torch.stack([probs, 1 - probs]), temperature, dim=0)[0]
 
 
 def mutual_consistency(logits: list[torch.Tensor], temperature: float, detach_targets: bool = False) -> torch.Tensor:
