@@ -254,10 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("advise", help="rank unlabeled cases (patients) by how much labeling them is likely to help")
     s.add_argument("run_dir", help="a run folder: its unlabeled cases are ranked (or those of --unlabeled)")
     s.add_argument("--unlabeled", help="rank the images of this folder instead (NIfTI/ITK volumes or 2D images)")
-    s.add_argument("--strategy", default="entropy", choices=["random", "entropy", "disagreement", "tta", "diverse"],
-                   help="entropy: mean predictive entropy; disagreement: between the method's networks (teacher/student, "
-                        "co-students); tta: variance under flips and a rotation; diverse: score-weighted diversity over "
-                        "encoder features; random: the control")
+    s.add_argument("--strategy", default="auto", choices=["auto", "random", "entropy", "disagreement", "tta", "diverse"],
+                   help="auto (default): disagreement for a method with two or more networks, else diverse (the two that "
+                        "beat random in docs/benchmarks/advisor.md); entropy: mean predictive entropy; disagreement: "
+                        "between the method's networks (teacher/student, co-students); tta: variance under flips and a "
+                        "rotation; diverse: score-weighted diversity over encoder features; random: the control")
     s.add_argument("--k", type=int, default=5, help="how many subjects to recommend (every candidate is ranked in advice.csv)")
     s.add_argument("--base", default="entropy", choices=["entropy", "disagreement", "tta"], help="the score diverse weights by")
     s.add_argument("--which", default="best", choices=["best", "final", "latest"], help="which checkpoint of the run")

@@ -47,6 +47,10 @@ def test_every_strategy_ranks_the_runs_unlabeled_cases(tmp_path, capsys, dims, p
         assert "| 1 |" in (out / "advice.md").read_text()
     printed = capsys.readouterr().out
     assert printed.count("score") >= 10
+    # the default (auto) is disagreement for a method with a teacher: the same ranking as asking for it
+    assert main(["advise", str(run), "--k", "2", "--out", str(tmp_path / "auto")]) == 0
+    assert "strategy auto -> disagreement" in capsys.readouterr().err
+    assert _rows(tmp_path / "auto" / "advice.csv") == _rows(run / "advice_disagreement" / "advice.csv")
     # earlier advice is not overwritten silently
     assert main(["advise", str(run), "--strategy", "entropy"]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -65,6 +69,11 @@ def test_a_folder_of_new_images_and_the_errors(tmp_path, capsys):
     assert main(["advise", str(run), "--strategy", "disagreement"]) == 2
     err = capsys.readouterr().err
     assert "supervised" in err and "entropy" in err and "Traceback" not in err
+    # the default (auto) falls back to diverse for one network, in the folder named after what it ran
+    assert main(["advise", str(run), "--k", "1"]) == 0
+    assert "strategy auto -> diverse" in capsys.readouterr().err
+    ranked = [c for r in _rows(run / "advice_diverse" / "advice.csv") for c in r["cases"].split(";")]
+    assert sorted(ranked) == sorted(json.loads((run / "splits.json").read_text())["unlabeled"])
     assert main(["advise", str(run), "--k", "0"]) == 2
     assert main(["advise", str(tmp_path / "nowhere")]) == 2
     assert main(["advise", str(run), "--unlabeled", str(tmp_path / "nowhere")]) == 2
