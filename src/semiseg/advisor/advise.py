@@ -136,18 +136,10 @@ AUTO = "auto"
 3 seeds, +0.029 and +0.025 mean Dice at 7 labeled patients; ``entropy`` +0.005, ``tta`` -0.038)."""
 
 
-def resolve_strategy(strategy: str, members: dict[str, SegmentationNetwork]) -> str:
-    """``strategy`` itself, or for :data:`AUTO` the strategy it stands for with these member networks."""
-    if strategy != AUTO:
-        return strategy
-    return "disagreement" if len(members) >= 2 else "diverse"
-
-
 def advise(run_dir: Path, strategy: str = AUTO, k: int = 5, unlabeled: Path | None = None, base: str = "entropy",
            out_dir: Path | None = None, which: str = "best", device: str = "cpu", seed: int = 0, overwrite: bool = False,
            say: Callable[[str], None] | None = None) -> list[SubjectAdvice]:
-    """Rank the candidates of ``run_dir`` (or of the folder ``unlabeled``) by ``strategy`` (:data:`AUTO`: see
-    :func:`resolve_strategy`); write the advice files.
+    """Rank the candidates of ``run_dir`` (or of the folder ``unlabeled``) by ``strategy`` (see :data:`AUTO`); write the advice files.
 
     ``base``: the signal ``diverse`` weights its picks by. ``seed``: the ``random`` strategy's order.
     Returns every subject, best first.
@@ -164,7 +156,7 @@ def advise(run_dir: Path, strategy: str = AUTO, k: int = 5, unlabeled: Path | No
     members: dict[str, SegmentationNetwork] = {}
     if strategy == AUTO:
         members = member_networks(model)
-        strategy = resolve_strategy(strategy, members)
+        strategy = "disagreement" if len(members) >= 2 else "diverse"
         say(f"advise: strategy auto -> {strategy} (method '{model.cfg.method.name}' trains {len(members)} network(s))")
     target = Path(out_dir) if out_dir else run_dir / f"advice_{strategy}"
     if (target / "advice.csv").is_file() and not overwrite:
