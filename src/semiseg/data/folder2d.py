@@ -32,8 +32,7 @@ class Folder2DLayout(Layout):
         self.num_classes = num_classes
         self.class_names = class_names or ["background"] + [f"class{i}" for i in range(1, num_classes)]
         self.regions = {}
-        self._problems: list[str] = []
-        self._refs = self._scan()
+        self._scan_once()
         self.in_channels = None
 
     def _index(self, folder: str | None) -> dict[str, Path]:
@@ -80,12 +79,6 @@ class Folder2DLayout(Layout):
         if self.cfg.test_images:
             refs += self._pair("test", self.cfg.test_images, self.cfg.test_labels, self.cfg.test_fov)
         return refs
-
-    def refs(self) -> list[CaseRef]:
-        return list(self._refs)
-
-    def structure_problems(self) -> list[str]:
-        return list(self._problems)
 
     def map_labels(self, raw: np.ndarray, source: Path) -> np.ndarray:
         return to_class_indices(raw, source, self.cfg.label_values, self.cfg.label_threshold, self.num_classes)

@@ -90,8 +90,7 @@ class H5Layout(Layout):
             raise DatasetError(f"data.class_names has {len(self.class_names)} names for {num_classes} classes")
         self.regions = {}
         self.in_channels = 1
-        self._problems: list[str] = []
-        self._refs = self._scan()
+        self._scan_once()
 
     def _read_list(self, name: str | None) -> list[str]:
         if not name:
@@ -140,12 +139,6 @@ class H5Layout(Layout):
                     continue
                 refs.append(CaseRef(case, subject_of(case, self.cfg.subject_regex), pool, files, files[0]))
         return refs
-
-    def refs(self) -> list[CaseRef]:
-        return list(self._refs)
-
-    def structure_problems(self) -> list[str]:
-        return list(self._problems)
 
     def load(self, ref: CaseRef) -> Case:
         images, labels = [], []

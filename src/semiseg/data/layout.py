@@ -30,17 +30,30 @@ class Layout(ABC):
     in_channels: int | None = None
     regions: dict[str, list[int]]
 
+    _refs: list[CaseRef]
+    _problems: list[str]
+
+    def _scan_once(self) -> None:
+        """List the cases (:meth:`_scan`) once, at the end of a subclass's ``__init__``; ``_scan`` appends what it
+        finds wrong to ``self._problems``."""
+        self._problems = []
+        self._refs = self._scan()
+
     @abstractmethod
-    def refs(self) -> list[CaseRef]:
-        """Every case the dataset holds, with its pool (train/unlabeled/val/test)."""
+    def _scan(self) -> list[CaseRef]:
+        """Find every case on disk without reading image data; record structural problems in ``self._problems``."""
 
     @abstractmethod
     def load(self, ref: CaseRef) -> Case:
         """Read one case into canonical arrays (labels already mapped to class indices)."""
 
+    def refs(self) -> list[CaseRef]:
+        """Every case the dataset holds, with its pool (train/unlabeled/val/test)."""
+        return list(self._refs)
+
     def structure_problems(self) -> list[str]:
         """Problems found without reading image data (missing or unpaired files)."""
-        return []
+        return list(self._problems)
 
     def allowed_label_values(self) -> set[int]:
         return set(range(self.num_classes))

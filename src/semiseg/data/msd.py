@@ -85,9 +85,8 @@ class MSDLayout(Layout):
         self.in_channels = len(self.meta["channels"])
         self.regions = self.meta["regions"]
         self.ending = self.meta["file_ending"]
-        self._problems: list[str] = []
         self.warnings: list[str] = []
-        self._refs = self._scan()
+        self._scan_once()
 
     def _group_images(self, folder: Path) -> dict[str, list[Path]]:
         groups: dict[str, list[Path]] = defaultdict(list)
@@ -156,12 +155,6 @@ class MSDLayout(Layout):
                                       f"and {r.pool} ({r.image_files[0]})")
             seen[r.case_id] = r
         return refs
-
-    def refs(self) -> list[CaseRef]:
-        return list(self._refs)
-
-    def structure_problems(self) -> list[str]:
-        return list(self._problems)
 
     def load(self, ref: CaseRef) -> Case:
         arrays, spacing, meta = [], None, {}
