@@ -34,8 +34,8 @@ class Layout(ABC):
     _problems: list[str]
 
     def _scan_once(self) -> None:
-        """List the cases (:meth:`_scan`) once, at the end of a subclass's ``__init__``; ``_scan`` appends what it
-        finds wrong to ``self._problems``."""
+        """List the cases (:meth:`_scan`) once, from a subclass's ``__init__`` after the attributes ``_scan`` reads
+        are set; ``_scan`` appends what it finds wrong to ``self._problems``."""
         self._problems = []
         self._refs = self._scan()
 
