@@ -470,29 +470,25 @@ def _sleep_forever(path):
     time.sleep(600)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
-    """The benchmark process killed (``kill PID``): its worker ends too instead of training on unsupervised."""
-    import os
-    import signal
+def _grid_with_one_sleeping_worker(flag):
+    """A process running ``run_in_workers`` with one task that sleeps 600 s, and the pids of its workers (Linux)."""
     import subprocess
     import sys
     import time
+    from pathlib import Path
 
-    flag = tmp_path / "started.txt"
     code = ("from pathlib import Path\nfrom semiseg.benchmark.execution import Task, run_in_workers\n"
             "from tests.test_benchmark import _sleep_forever\n"
             f"todo = [Task('x', _sleep_forever, (Path({str(flag)!r}),))]\n"
             "run_in_workers(1, lambda free: [todo.pop()] if todo else [], lambda *a: None)\n")
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=__import__("pathlib").Path(__file__).parents[1])
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1], stderr=subprocess.PIPE)
     for _ in range(300):
         if flag.is_file():
             break
         time.sleep(0.1)
     assert flag.is_file(), "the worker never started"
     workers = []
-    for stat in __import__("pathlib").Path("/proc").glob("[0-9]*/stat"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:  # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ')'
             ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
             if ppid == parent.pid and "spawn_main" in (stat.parent / "cmdline").read_text():
@@ -500,15 +496,50 @@ def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
         except (OSError, IndexError, ValueError):  # a process that ended meanwhile
             continue
     assert workers
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
+    return parent, workers
+
+
+def _assert_ended(workers, what):
+    import os
+    import time
+
     for _ in range(100):
         if not any(os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
                    for w in workers):
-            break
+            return
         time.sleep(0.1)
-    else:
-        raise AssertionError(f"worker(s) {workers} outlived the killed grid process")
+    raise AssertionError(f"worker(s) {workers} outlived {what}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_grid_takes_its_workers_with_it(tmp_path):
+    """The benchmark process killed (``kill PID``): its worker ends too instead of training on unsupervised."""
+    import os
+    import signal
+
+    parent, workers = _grid_with_one_sleeping_worker(tmp_path / "started.txt")
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    _assert_ended(workers, "the killed grid process")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="/proc is Linux's")
+def test_an_interrupted_grid_stops_its_workers_instead_of_waiting_for_them(tmp_path):
+    """SIGINT sent to the benchmark process alone (``kill -INT PID``; Ctrl-C reaches every process of the
+    terminal's group): it ends its workers and exits now, not after the run in flight (hours) has finished."""
+    import os
+    import signal
+
+    parent, workers = _grid_with_one_sleeping_worker(tmp_path / "started.txt")
+    os.kill(parent.pid, signal.SIGINT)
+    try:
+        _, err = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+    assert b"KeyboardInterrupt" in err
+    _assert_ended(workers, "the interrupted grid process")
 
 
 def test_a_run_of_an_earlier_method_revision_is_stale(tmp_path, msd_dataset, monkeypatch):

@@ -87,8 +87,25 @@ def run_in_workers(jobs: int, pick: Callable[[int], list[Task]], done: Callable[
                 running.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool()
+    except BaseException:  # interrupted (Ctrl-C, or SIGINT sent to this process alone) or a callback raised
+        stop_workers(pool)
+        raise
     finally:
         pool.shutdown()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate ``pool``'s worker processes and drop its queued tasks, so that an interrupted grid stops now
+    instead of waiting, maybe hours, for the runs in flight (they resume from their last checkpoint, which is
+    written atomically, on the next run of the same command)."""
+    terminate = getattr(pool, "terminate_workers", None)  # public from Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown, which forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def execute_job(job: Job) -> dict[str, Any]:
