@@ -562,6 +562,28 @@ def test_a_run_of_an_earlier_method_revision_is_stale(tmp_path, msd_dataset, mon
     assert method_revision_of(job.run_dir) == 1 and matches_plan(job.run_dir, job)
 
 
+def test_threads_and_progress_do_not_make_a_run_stale(tmp_path, msd_dataset):
+    """A grid resumed with another thread count or progress display reuses its runs; a changed training setting
+    (here the batch size) still makes them stale, and `semiseg train` still refuses that folder."""
+    from semiseg.benchmark.planning import matches_plan
+    from semiseg.config import dump_config, load_config
+    from semiseg.engine.trainer import run_or_resume
+
+    path = _write(tmp_path, msd_dataset, {"lower_bound": {"preset": "synthbrain2d_supervised"}})
+    job = plan(load_benchmark(path), tmp_path / "grid")[0]
+    job.run_dir.mkdir(parents=True)
+    planned = load_config(job.preset, list(job.overrides))
+    ran = load_config(job.preset, [*job.overrides, "train.threads=2", "train.progress=on", "train.profile=off"])
+    assert ran.train.threads == 2 and planned.train.threads != 2
+    (job.run_dir / "config.yaml").write_text(dump_config(ran))
+    assert matches_plan(job.run_dir, job)
+    other = load_config(job.preset, [*job.overrides, f"train.batch_size={planned.train.batch_size + 1}"])
+    (job.run_dir / "config.yaml").write_text(dump_config(other))
+    assert not matches_plan(job.run_dir, job)
+    with pytest.raises(ConfigError, match="holds a run with another configuration"):
+        run_or_resume(planned, job.run_dir)
+
+
 def test_a_run_folder_of_an_earlier_revision_is_refused_by_train(tmp_path, msd_dataset, monkeypatch):
     """`semiseg train` into a folder that an earlier revision of the method trained: an error, nothing touched."""
     from semiseg.config import dump_config, load_config
