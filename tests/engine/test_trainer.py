@@ -20,6 +20,37 @@ def _cfg(root, extra=(), preset="synthbrain2d_supervised", dims=2):
     return load_config(preset, tiny_overrides(root, dims) + list(extra))
 
 
+def test_a_run_resumed_under_another_thread_count_takes_it(msd_dataset, tmp_path, monkeypatch):
+    """run_or_resume (the grid's path) resumes an interrupted run with the caller's ``train.threads`` and progress
+    display, written to its config.yaml; the stored values are not kept in force."""
+    import yaml
+
+    from semiseg.engine.trainer import run_or_resume
+
+    threads = torch.get_num_threads()
+    original = Supervised.training_step
+
+    def crash(self, labeled, unlabeled, step):
+        if step == 4:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, labeled, unlabeled, step)
+
+    run = tmp_path / "run"
+    try:
+        monkeypatch.setattr(Supervised, "training_step", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_or_resume(_cfg(msd_dataset, ["train.threads=1"]), run)
+        monkeypatch.setattr(Supervised, "training_step", original)
+        assert (run / "checkpoint_latest.pt").is_file() and not (run / "checkpoint_final.pt").is_file()
+        run_or_resume(_cfg(msd_dataset, ["train.threads=2", "train.profile=off"]), run)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    stored = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (stored["threads"], stored["profile"], stored["progress"]) == (2, "off", "off")
+    assert (run / "checkpoint_final.pt").is_file()
+
+
 def test_train_2d_writes_complete_run_folder(msd_dataset, tmp_path):
     run = tmp_path / "run"
     result = Trainer(_cfg(msd_dataset), run).fit()

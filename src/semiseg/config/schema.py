@@ -226,6 +226,12 @@ class TrainConfig(_Strict):
     """Stop when this many validations in a row bring no better selection score (None: train every iteration)."""
 
 
+EXECUTION_ONLY = ("threads", "progress", "profile")
+"""``train`` settings that change how fast a run goes and what it prints, not what it trains: left out when runs are
+compared (:func:`semiseg.methods.registry.resolved_config`), so a grid resumed or completed with more threads (or
+without a progress bar) reuses its runs, and a resumed run takes the new values."""
+
+
 class EvalConfig(_Strict):
     metrics: list[Literal["dice", "jaccard", "hd95", "asd", "assd", "hd95_vox", "asd_vox", "assd_vox"]] = Field(
         default_factory=lambda: ["dice", "jaccard", "hd95", "asd"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import sys
 import time
@@ -19,7 +20,7 @@ import torch
 
 from semiseg import __version__
 from semiseg.config import RunConfig, dump_config, load_config
-from semiseg.config.schema import OptimConfig
+from semiseg.config.schema import EXECUTION_ONLY, OptimConfig
 from semiseg.data.datasets import PatchDataset, SliceDataset
 from semiseg.data.sampling import TwoStreamLoader
 from semiseg.data.splits import Splits, make_splits
@@ -583,8 +584,9 @@ def run_or_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             final = load_checkpoint(run_dir / "checkpoint_final.pt", "cpu")
             return {"skipped": True, "train_seconds": float(final.get("train_seconds", 0.0)),
                     "peak_rss_gib": float(final.get("peak_rss_gib", 0.0))}
-        if (run_dir / "checkpoint_latest.pt").is_file():
-            return Trainer.resume(run_dir).fit()
+        if (run_dir / "checkpoint_latest.pt").is_file():  # with the caller's threads and display, not the stored ones
+            now = [f"train.{key}={json.dumps(getattr(cfg.train, key))}" for key in EXECUTION_ONLY]
+            return Trainer.resume(run_dir, now).fit()
         return Trainer(cfg, run_dir, overwrite=True).fit()
     return Trainer(cfg, run_dir).fit()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from semiseg.config.schema import EXECUTION_ONLY
 from semiseg.errors import ConfigError, validation_summary
 from semiseg.methods.base import Method, MethodContext
 
@@ -55,15 +56,11 @@ def create_method(name: str, ctx: MethodContext, params: dict[str, Any]) -> Meth
     return cls(ctx, validate_method_params(name, params))
 
 
-EXECUTION_ONLY = ("threads", "progress", "profile")
-"""``train`` settings that change how fast a run goes and what it prints, not what it trains: left out when runs are
-compared, so a grid resumed or completed with more threads (or without a progress bar) reuses its runs."""
-
-
 def resolved_config(cfg: Any) -> dict[str, Any]:
     """A run configuration as plain data with the method's params resolved (every default written out), so that
     two runs compare equal only when their methods run with the same values -- a default changed in the code
-    since a run made its config.yaml shows as a difference. The :data:`EXECUTION_ONLY` settings are left out."""
+    since a run made its config.yaml shows as a difference. The
+    :data:`~semiseg.config.schema.EXECUTION_ONLY` settings are left out."""
     data = cfg.model_dump(mode="json")
     for key in EXECUTION_ONLY:
         data["train"].pop(key, None)
