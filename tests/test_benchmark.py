@@ -263,7 +263,7 @@ def test_a_run_from_an_earlier_training_of_its_start_is_marked_and_trains_again(
     write_results(cfg, rows, tmp_path, "semiseg benchmark t.yaml")
     md = (tmp_path / "results.md").read_text()
     assert "| old † |" in md and "| legacy † |" in md and "| new |" in md and "| reproduced |" in md
-    assert "† old (seed 0) started from an earlier training of `lower_bound`" in md
+    assert "† old (seed 0) started from another training of `lower_bound` than the one in this table" in md
     (cell / "legacy" / "train.log").write_text("")  # neither a fingerprint nor a time to compare: not marked
     assert not from_an_earlier_start(by["legacy"])
 

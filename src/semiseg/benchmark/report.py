@@ -84,10 +84,11 @@ def markdown_results(cfg: BenchmarkConfig, rows: list[dict[str, Any]],
                     cells.append(rss if rss == "-" else f"{rss} GiB")
                 out.append("| " + " | ".join(cells) + " |")
             for name, seeds, start in marked:
-                out.append(f"\n† {name} (seed {', '.join(map(str, seeds))}) started from an earlier training of "
-                           f"`{start}` than the one in this table, which was trained again since (on another machine: "
-                           "runs do not repeat bit for bit across machines); its RI and bridging compare it with "
-                           "the one shown. Selected again (`--runs`), it trains from the one shown.")
+                out.append(f"\n† {name} (seed {', '.join(map(str, seeds))}) started from another training of "
+                           f"`{start}` than the one in this table (`{start}` was trained more than once, on machines "
+                           "whose kernels do not round alike: runs repeat bit for bit only on one kind of CPU); its "
+                           "RI and bridging compare it with the one shown. Selected again (`--runs`), it trains from "
+                           "the one shown.")
             out.append("")
     if any_stale:
         out.append(STALE_NOTE)
